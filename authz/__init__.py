@@ -1,0 +1,216 @@
+"""Authorization of the customer MDM hub: roles x GraphQL fields and operations, decided by Casbin.
+
+Self-contained on purpose (standard library + casbin only, nothing else of the hub) so that it can be
+reviewed alone. The model is ``model.conf``, the default policy ``policy.csv``; see ``README.md``.
+
+Casbin's ``enforce()`` scans every policy row (tens of microseconds), so every decision is memoised in
+plain dicts. A policy and its memos live together in one immutable ``_Policy``; changing the policy
+builds a new ``_Policy`` completely and then swaps one reference, so readers see either the old or the
+new policy, never a half-built one, and never a decision of the old policy under the new one.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import pathlib
+import re
+import threading
+from collections.abc import Iterable, Sequence
+
+import casbin
+from casbin.persist import Adapter
+
+__all__ = ["ACTIONS", "Access", "Authorizer", "default_model_path", "default_policy_rows", "mask"]
+
+_HERE = pathlib.Path(__file__).resolve().parent
+
+ACTIONS = frozenset({"read", "read-masked", "write", "call"})
+_ROLE = re.compile(r"[A-Za-z0-9_.:-]+")
+_OBJECT = re.compile(r"[A-Za-z0-9_*]+(?:\.[A-Za-z0-9_*]+)?")  # *, Customer.*, *.nationalId, Query.x
+
+
+class Access(enum.Enum):
+    ALLOW = "allow"  # the value in clear
+    MASK = "mask"  # mask(value) only
+    DENY = "deny"  # nothing
+
+
+_STRICTNESS = {Access.DENY: 0, Access.MASK: 1, Access.ALLOW: 2}
+
+
+def default_model_path() -> pathlib.Path:
+    return _HERE / "model.conf"
+
+
+def default_policy_rows() -> list[tuple[str, ...]]:
+    """The rows of policy.csv (comments and blank lines dropped), validated."""
+    text = (_HERE / "policy.csv").read_text(encoding="utf-8")
+    return [_row(line.split(",")) for line in map(str.strip, text.splitlines()) if line and line[0] != "#"]
+
+
+def mask(value: str | None, keep: int = 4) -> str | None:
+    """"123-45-6789" -> "*******6789". A value not longer than ``keep`` is masked entirely."""
+    if value is None:
+        return None
+    if keep <= 0 or len(value) <= keep:
+        return "*" * len(value)
+    return "*" * (len(value) - keep) + value[-keep:]
+
+
+def _row(row: Sequence[str]) -> tuple[str, ...]:
+    """Normalise one row; reject anything Casbin would silently ignore or misread (a typo in a deny
+    row must not quietly leave a field open)."""
+    r = tuple(str(x).strip() for x in row)
+    if len(r) == 5 and r[0] == "p":
+        _, sub, obj, act, eft = r
+        if _ROLE.fullmatch(sub) and _OBJECT.fullmatch(obj) and act in ACTIONS and eft in ("allow", "deny"):
+            return r
+    elif len(r) == 3 and r[0] == "g" and _ROLE.fullmatch(r[1]) and _ROLE.fullmatch(r[2]):
+        return r
+    raise ValueError(f"invalid policy row {tuple(row)!r}: expected (p, role, object, action, allow|deny) "
+                     f"with action in {sorted(ACTIONS)}, or (g, member role, parent role)")
+
+
+def _rows(rows: Iterable[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
+    return tuple(dict.fromkeys(_row(r) for r in rows))  # validated, duplicates dropped, order kept
+
+
+@functools.lru_cache(maxsize=1024)
+def _obj_pattern(pattern: str) -> re.Pattern[str]:
+    return re.compile(".*".join(map(re.escape, pattern.split("*"))))
+
+
+def _obj_match(obj: str, pattern: str) -> bool:
+    """objMatch of model.conf: "*" in ``pattern`` matches any run of characters, the rest is literal."""
+    return _obj_pattern(pattern).fullmatch(obj) is not None
+
+
+class _RowsAdapter(Adapter):
+    """In-memory Casbin adapter: the policy is the rows it was given (persisting is the caller's job)."""
+
+    def __init__(self, rows: tuple[tuple[str, ...], ...]):
+        self._rows = rows
+
+    def load_policy(self, model) -> None:
+        for ptype, *rule in self._rows:
+            model.add_policy(ptype, ptype, rule)  # section "p"/"g" == ptype
+
+
+class _Policy:
+    """One policy version: its rows, the enforcer built from them, and the memos of its decisions."""
+
+    __slots__ = ("rows", "roles", "enforcer", "lock", "decisions", "fields", "plans")
+
+    def __init__(self, rows: tuple[tuple[str, ...], ...]):
+        self.rows = rows
+        self.roles = frozenset(r[1] for r in rows)  # subjects of p rows, members of g rows
+        self.enforcer = casbin.Enforcer(str(default_model_path()), _RowsAdapter(rows))
+        self.enforcer.add_function("objMatch", _obj_match)
+        self.lock = threading.Lock()  # enforce() mutates enforcer state: one at a time (memo misses only)
+        self.decisions: dict[tuple[str, str, str], bool] = {}
+        self.fields: dict[tuple[str, str, str], Access] = {}
+        self.plans: dict[tuple[str, str, tuple[str, ...]], dict[str, Access]] = {}
+
+
+class Authorizer:
+    """Role-based decisions over GraphQL fields ("Type.field") and operations ("Query.x", "Mutation.x")."""
+
+    def __init__(self, rows: Iterable[Sequence[str]] | None = None):
+        self._write_lock = threading.Lock()
+        self._policy = _Policy(_rows(default_policy_rows() if rows is None else rows))
+
+    # -- decisions ---------------------------------------------------------------------------------
+
+    def can(self, role: str, obj: str, action: str) -> bool:
+        return self._can(self._policy, role, obj, action)
+
+    def field_access(self, role: str, type_name: str, field: str) -> Access:
+        """read allowed -> ALLOW; else read-masked allowed -> MASK; else DENY."""
+        policy = self._policy
+        access = policy.fields.get((role, type_name, field))
+        if access is None:
+            access = self._field_access(policy, role, type_name, field)
+        return access
+
+    def operation_allowed(self, role: str, operation: str) -> bool:
+        """operation is "Query.x" or "Mutation.x"."""
+        return self._can(self._policy, role, operation, "call")
+
+    def field_plan(self, role: str, type_name: str, fields: Iterable[str]) -> dict[str, Access]:
+        """Access to each of ``fields`` of ``type_name``, decided once per (role, type, fields)."""
+        policy = self._policy
+        key = (role, type_name, tuple(fields))
+        plan = policy.plans.get(key)
+        if plan is None:
+            plan = {f: self._field_access(policy, role, type_name, f) for f in key[2]}
+            if role in policy.roles:  # memo keys come from the schema and known roles only
+                policy.plans[key] = plan
+        return dict(plan)  # a copy: the caller cannot alter the memo
+
+    def value_access(self, role: str, type_name: str, field: str, attribute: str) -> Access:
+        """Access to a value that belongs to a Customer person attribute but is served by another field
+        (AttributeLineage.value, an entry of CustomerEvent.changes): the stricter of the field's own
+        access and the access to Customer.<attribute>."""
+        a = self.field_access(role, type_name, field)
+        b = self.field_access(role, "Customer", attribute)
+        return a if _STRICTNESS[a] <= _STRICTNESS[b] else b
+
+    # -- policy ------------------------------------------------------------------------------------
+
+    @property
+    def rows(self) -> list[tuple[str, ...]]:
+        return list(self._policy.rows)
+
+    def load(self, rows: Iterable[Sequence[str]]) -> None:
+        """Replace the whole policy (e.g. from the database); every memo starts empty."""
+        new_rows = _rows(rows)
+        with self._write_lock:
+            self._policy = _Policy(new_rows)
+
+    def add(self, row: Sequence[str]) -> bool:
+        """Add one row; False if it is already there."""
+        row = _row(row)
+        with self._write_lock:
+            rows = self._policy.rows
+            if row in rows:
+                return False
+            self._policy = _Policy(rows + (row,))
+        return True
+
+    def remove(self, row: Sequence[str]) -> bool:
+        """Remove one row; False if it is not there."""
+        row = _row(row)
+        with self._write_lock:
+            rows = self._policy.rows
+            if row not in rows:
+                return False
+            self._policy = _Policy(tuple(r for r in rows if r != row))
+        return True
+
+    # -- internals: always against one policy snapshot ---------------------------------------------
+
+    @staticmethod
+    def _can(policy: _Policy, role: str, obj: str, action: str) -> bool:
+        key = (role, obj, action)
+        allowed = policy.decisions.get(key)
+        if allowed is None:
+            if role not in policy.roles:
+                return False  # unknown role: denied, and not memoised (no growth from junk roles)
+            with policy.lock:
+                allowed = bool(policy.enforcer.enforce(role, obj, action))
+            policy.decisions[key] = allowed
+        return allowed
+
+    @classmethod
+    def _field_access(cls, policy: _Policy, role: str, type_name: str, field: str) -> Access:
+        obj = f"{type_name}.{field}"
+        if cls._can(policy, role, obj, "read"):
+            access = Access.ALLOW
+        elif cls._can(policy, role, obj, "read-masked"):
+            access = Access.MASK
+        else:
+            access = Access.DENY
+        if role in policy.roles:
+            policy.fields[(role, type_name, field)] = access
+        return access

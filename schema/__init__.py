@@ -1,0 +1,1 @@
+"""The GraphQL layer: the schema, the Starlette app, and the composition root that wires the hub."""

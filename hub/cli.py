@@ -1,0 +1,179 @@
+"""The `hub` command: serve, migrate, token, load."""
+from __future__ import annotations
+
+import asyncio
+import collections
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from hub.attributes import API_NAME
+from hub.config import get_settings
+from hub.db import Database
+from hub.errors import HubError
+from hub.migrate import upgrade
+
+
+def _run(coro):
+    try:
+        return asyncio.run(coro)
+    except HubError as e:
+        raise click.ClickException(str(e)) from None
+
+
+@click.group()
+def main() -> None:
+    """Customer MDM hub: standardise, link and serve golden customer records."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the GraphQL service, applying pending migrations first."""
+    import uvicorn
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    if workers > 1 and Database(settings.database_url).sqlite:
+        raise click.ClickException("SQLite allows one writer: use --workers 1, or PostgreSQL for more workers")
+    click.echo(f"hub: GraphQL on http://{host}:{port}/graphql (database {settings.database_url})", err=True)
+    uvicorn.run("schema.app:create_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
+
+
+@main.command()
+def migrate() -> None:
+    """Apply Alembic migrations to the configured database."""
+    url = get_settings().database_url
+    upgrade(url)
+    click.echo(f"migrated {url}", err=True)
+
+
+@main.group()
+def token() -> None:
+    """Mint and revoke bearer tokens."""
+
+
+@token.command("create")
+@click.option("--subject", required=True, help="Who the token is for (shown as the actor in history).")
+@click.option("--role", required=True, help="admin, steward, reader or source (or a role of your policy).")
+@click.option("--system", default=None, help="For role source: the system it registers for.")
+def token_create(subject: str, role: str, system: str | None) -> None:
+    """Print a new bearer token on stdout."""
+    from hub.tokens import create_token
+
+    async def go() -> str:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.write() as session:
+                return await create_token(session=session, subject=subject, role=role, system=system)
+        finally:
+            await db.dispose()
+
+    upgrade(get_settings().database_url)
+    click.echo(_run(go()))
+
+
+@token.command("revoke")
+@click.option("--subject", required=True)
+def token_revoke(subject: str) -> None:
+    """Revoke every token of a subject."""
+    from hub.tokens import revoke_tokens
+
+    async def go() -> int:
+        db = Database(get_settings().database_url)
+        try:
+            async with db.write() as session:
+                return await revoke_tokens(session=session, subject=subject)
+        finally:
+            await db.dispose()
+
+    click.echo(f"revoked {_run(go())} token(s) of {subject}", err=True)
+
+
+def read_records(path: Path) -> Iterator[dict]:
+    """Yield SourceRecordInput-shaped dicts from JSONL or CSV."""
+    if path.suffix.lower() == ".csv":
+        with path.open(newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                yield {"key": row.get("key", ""), "updatedAt": row.get("updatedAt") or None,
+                       "attributes": {k: v for k, v in row.items() if k in API_NAME.values() and v}}
+        return
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise click.ClickException(f"{path}:{n}: not JSON: {e}") from None
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--system", required=True, help="The source system the records come from.")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 5000))
+@click.option("--actor", default="cli:load", show_default=True)
+def load(file: Path, system: str, batch: int, actor: str) -> None:
+    """Register records from JSONL or CSV, through the same path as registerRecords."""
+    from tqdm import tqdm
+
+    from hub.records import RecordInput
+    from schema.app import load_scorer
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+
+    async def go() -> collections.Counter:
+        db = Database(settings.database_url)
+        scorer = await load_scorer(db)
+        counts: collections.Counter = collections.Counter()
+        rejected: list[str] = []
+        try:
+            with tqdm(unit="rec", desc=f"loading {system}", file=sys.stderr) as bar:
+                chunk: list[RecordInput] = []
+                for obj in read_records(file):
+                    chunk.append(RecordInput(str(obj.get("key") or ""), obj.get("attributes") or {},
+                                             _ts(obj.get("updatedAt"))))
+                    if len(chunk) == batch:
+                        await _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar)
+                        chunk = []
+                if chunk:
+                    await _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar)
+        finally:
+            await db.dispose()
+        for line in rejected[:10]:
+            click.echo(f"rejected {line}", err=True)
+        return counts
+
+    counts = _run(go())
+    click.echo(json.dumps(dict(counts)))
+
+
+async def _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar) -> None:
+    from hub.records import register_batch
+
+    for r in await register_batch(db=db, system=system, records=chunk, actor=actor, settings=settings, scorer=scorer):
+        counts[r.action] += 1
+        if r.action == "REJECTED":
+            rejected.append(f"{r.key}: " + "; ".join(f"{e.field}: {e.message}" for e in r.errors))
+    bar.update(len(chunk))
+
+
+def _ts(value: str | None) -> dt.datetime | None:
+    if not value:
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.ClickException(f"updatedAt {value!r} is not an ISO date-time") from None
+
+
+if __name__ == "__main__":
+    main()

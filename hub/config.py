@@ -1,0 +1,49 @@
+"""Settings: every knob the hub reads from the environment, in one place."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./hub.db"
+
+# Deterministic ("exact") link rules: each is a set of attributes that must all be present and equal.
+DEFAULT_EXACT_RULES: tuple[tuple[str, ...], ...] = (("national_id",), ("email", "date_of_birth"))
+
+
+def _exact_rules(text: str | None) -> tuple[tuple[str, ...], ...]:
+    """Parse `national_id;email+date_of_birth` into rule tuples."""
+    if not text:
+        return DEFAULT_EXACT_RULES
+    return tuple(tuple(a.strip() for a in rule.split("+") if a.strip()) for rule in text.split(";") if rule.strip())
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    exact_rules: tuple[tuple[str, ...], ...] = DEFAULT_EXACT_RULES
+    # survivorship rule per camelCase attribute, overriding hub.survivorship.DEFAULT_RULES
+    survivorship: dict[str, str] = field(default_factory=dict)
+    link_threshold: float = 0.95
+    review_threshold: float = 0.60
+    max_batch: int = 5000
+    max_query_depth: int = 10
+    max_query_tokens: int = 5000
+    max_aliases: int = 30
+    sql_echo: bool = False
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Read the settings from the environment once per process."""
+    env = os.environ
+    return Settings(
+        database_url=env.get("HUB_DATABASE_URL") or DEFAULT_DATABASE_URL,
+        exact_rules=_exact_rules(env.get("HUB_EXACT_RULES")),
+        survivorship=json.loads(env.get("HUB_SURVIVORSHIP") or "{}"),
+        link_threshold=float(env.get("HUB_LINK_THRESHOLD", "0.95")),
+        review_threshold=float(env.get("HUB_REVIEW_THRESHOLD", "0.60")),
+        max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
+        sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
+    )

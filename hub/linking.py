@@ -1,0 +1,173 @@
+"""Place incoming records into golden records: deterministic rules, then the match model.
+
+The planner works in memory on one batch. It is fed the stored records that
+could match (found through indexed lookups by the caller) and then places the
+batch's records one by one, so records of the same batch link to each other
+too. Golden records are labelled by their id; golden records this batch will
+create get negative provisional labels. When a record links to several golden
+records they merge (union-find); the oldest stored id survives.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+CREATED, LINKED, UPDATED, QUEUED = "CREATED", "LINKED", "UPDATED", "QUEUED_FOR_REVIEW"
+
+
+class Scorer(Protocol):
+    """What the planner needs of a probabilistic match model."""
+
+    def blocking_keys(self, values: Mapping[str, Any]) -> set[str]: ...
+    def prepare(self, values: Mapping[str, Any]) -> Any: ...
+    def score_cluster(self, rec: Any, members: Sequence[Any]) -> Any: ...  # .probability, .explanation
+
+
+def exact_keys(values: Mapping[str, Any], rules: Sequence[Sequence[str]]) -> list[tuple]:
+    """Keys under which a record meets each deterministic rule (all its attributes present)."""
+    keys = []
+    for i, rule in enumerate(rules):
+        parts = tuple(values.get(a) for a in rule)
+        if all(p is not None and p != "" for p in parts):
+            keys.append(("x", i, *parts))
+    return keys
+
+
+def rule_name(rule: Sequence[str]) -> str:
+    """Name a deterministic rule for lineage and explanations, e.g. `exact:email+date_of_birth`."""
+    return "exact:" + "+".join(rule)
+
+
+@dataclass
+class Known:
+    label: int
+    values: Mapping[str, Any]
+    prepared: Any = None
+
+
+@dataclass
+class Placement:
+    label: int
+    action: str
+    probability: float | None = None
+    rule: str | None = None
+    explanation: list | None = None
+    review_label: int | None = None  # QUEUED_FOR_REVIEW: the golden record to review against
+    merged: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Planner:
+    exact_rules: Sequence[Sequence[str]]
+    link_threshold: float = 0.95
+    review_threshold: float = 0.60
+    scorer: Scorer | None = None
+    # pairs (record id, golden label) a steward said must never link again
+    forbidden: set[tuple[int, int]] = field(default_factory=set)
+    known: dict[int, Known] = field(default_factory=dict)
+    index: dict[Any, set[int]] = field(default_factory=dict)
+    parent: dict[int, int] = field(default_factory=dict)
+    _next_new: int = -1
+    _next_batch_id: int = -1_000_000_000
+
+    def keys_of(self, values: Mapping[str, Any]) -> list:
+        """All lookup keys of a record: deterministic ones and the model's blocking keys."""
+        keys: list = exact_keys(values, self.exact_rules)
+        if self.scorer is not None:
+            keys.extend(self.scorer.blocking_keys(values))
+        return keys
+
+    def add_known(self, record_id: int, label: int, values: Mapping[str, Any]) -> None:
+        """Make a stored (or already placed) record available to link to."""
+        prepared = self.scorer.prepare(values) if self.scorer is not None else None
+        self.known[record_id] = Known(label, values, prepared)
+        for k in self.keys_of(values):
+            self.index.setdefault(k, set()).add(record_id)
+
+    def forget(self, record_id: int) -> None:
+        """Drop a stored record (it is being replaced by its new version)."""
+        known = self.known.pop(record_id, None)
+        if known is not None:
+            for k in self.keys_of(known.values):
+                self.index.get(k, set()).discard(record_id)
+
+    def find(self, label: int) -> int:
+        """Follow merges to the golden record a label now belongs to."""
+        root = label
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while label != root:
+            self.parent[label], label = root, self.parent.get(label, label)
+        return root
+
+    def _union(self, labels: Iterable[int]) -> int:
+        roots = sorted({self.find(lbl) for lbl in labels})
+        stored = [r for r in roots if r > 0]
+        survivor = stored[0] if stored else roots[0]
+        for r in roots:
+            if r != survivor:
+                self.parent[r] = survivor
+        return survivor
+
+    def _new_label(self) -> int:
+        label, self._next_new = self._next_new, self._next_new - 1
+        return label
+
+    def _scores(self, values: Mapping[str, Any], prepared: Any, record_id: int | None) -> dict[int, tuple]:
+        """Score every candidate golden record: (probability, rule, explanation) per label."""
+        exact = set(exact_keys(values, self.exact_rules))
+        by_label: dict[int, list[Known]] = {}
+        best: dict[int, tuple] = {}
+        for k in self.keys_of(values):
+            for rid in self.index.get(k, ()):
+                if rid == record_id:
+                    continue
+                known = self.known[rid]
+                label = self.find(known.label)
+                if (record_id, label) in self.forbidden or (record_id, known.label) in self.forbidden:
+                    continue
+                if k in exact:
+                    best[label] = (1.0, rule_name(self.exact_rules[k[1]]), None)
+                by_label.setdefault(label, []).append(known)
+        if self.scorer is not None:
+            for label, members in by_label.items():
+                if label in best:
+                    continue
+                unique = list({id(m): m.prepared for m in members}.values())
+                s = self.scorer.score_cluster(prepared, unique)
+                best[label] = (s.probability, "match-model", s.explanation)
+        return best
+
+    def place(self, values: Mapping[str, Any], *, record_id: int | None = None,
+              current: int | None = None) -> Placement:
+        """Decide where one record goes and remember it for the records after it."""
+        prepared = self.scorer.prepare(values) if self.scorer is not None else None
+        scores = self._scores(values, prepared, record_id)
+        links = [lbl for lbl, s in scores.items() if s[0] >= self.link_threshold]
+        ranked = sorted(scores.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        if current is not None:
+            home = self.find(current)
+            merged = [self.find(lbl) for lbl in links if self.find(lbl) != home]
+            label = self._union([home, *merged]) if merged else home
+            placement = Placement(label, UPDATED, merged=merged)
+        elif links:
+            best_label, (p, rule, expl) = next((lbl, s) for lbl, s in ranked if lbl in links)
+            others = [self.find(lbl) for lbl in links if self.find(lbl) != self.find(best_label)]
+            label = self._union([best_label, *others]) if others else self.find(best_label)
+            placement = Placement(label, LINKED, p, rule, expl, merged=others)
+        elif ranked and ranked[0][1][0] >= self.review_threshold:
+            best_label, (p, rule, expl) = ranked[0]
+            placement = Placement(self._new_label(), QUEUED, p, rule, expl, review_label=self.find(best_label))
+        else:
+            placement = Placement(self._new_label(), CREATED)
+        rid = record_id if record_id is not None else self._batch_id()
+        self.forget(rid)
+        self.known[rid] = Known(placement.label, values, prepared)
+        for k in self.keys_of(values):
+            self.index.setdefault(k, set()).add(rid)
+        return placement
+
+    def _batch_id(self) -> int:
+        rid, self._next_batch_id = self._next_batch_id, self._next_batch_id - 1
+        return rid

@@ -1,0 +1,39 @@
+"""Matching state: blocking keys for candidate lookup, and match candidates for stewards."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from hub.models.types import BigId, UTCDateTime, utcnow
+
+PENDING, ACCEPTED, REJECTED, SUPERSEDED = "PENDING", "ACCEPTED", "REJECTED", "SUPERSEDED"
+
+
+class BlockingKey(SQLModel, table=True):
+    """One blocking key of one source record: candidates are found by `key IN (...)` on this index."""
+
+    __tablename__ = "blocking_key"
+
+    key: str = Field(primary_key=True, max_length=200)
+    source_record_id: int = Field(sa_type=BigId, primary_key=True, index=True)
+
+
+class MatchCandidate(SQLModel, table=True):
+    """Two golden records that may be one customer, waiting for a steward."""
+
+    __tablename__ = "match_candidate"
+    __table_args__ = (sa.Index("ix_match_candidate_status_id", "status", "id"),)
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    customer_id: int = Field(sa_type=BigId, foreign_key="customer.id", index=True)
+    other_customer_id: int = Field(sa_type=BigId, foreign_key="customer.id", index=True)
+    probability: float
+    explanation: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
+    status: str = Field(default=PENDING, max_length=12)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    resolved_by: str | None = Field(default=None, max_length=200)
+    resolved_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    note: str | None = Field(default=None)

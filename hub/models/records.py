@@ -1,0 +1,41 @@
+"""Source records: what a source system sent (raw) and what the hub made of it (standardised)."""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from hub.models.types import BigId, UTCDateTime, utcnow
+
+
+class SourceRecord(SQLModel, table=True):
+    __tablename__ = "source_record"
+    __table_args__ = (
+        sa.UniqueConstraint("system", "key", name="uq_source_record_system_key"),
+        sa.Index("ix_source_record_system_id", "system", "id"),
+        sa.Index("ix_source_record_email_dob", "email", "date_of_birth"),
+    )
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    system: str = Field(foreign_key="source_system.name", max_length=100)
+    key: str = Field(max_length=200)
+    customer_id: int = Field(sa_type=BigId, foreign_key="customer.id", index=True)
+    raw: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
+    # hash of the raw attributes: the same record sent again is recognised without comparing columns
+    content_hash: str = Field(max_length=64)
+    given_name: str | None = Field(default=None, max_length=200)
+    family_name: str | None = Field(default=None, max_length=200)
+    date_of_birth: dt.date | None = Field(default=None)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=32)
+    address_line1: str | None = Field(default=None, max_length=300)
+    address_line2: str | None = Field(default=None, max_length=300)
+    locality: str | None = Field(default=None, max_length=200)
+    postcode: str | None = Field(default=None, max_length=32)
+    region: str | None = Field(default=None, max_length=200)
+    country: str | None = Field(default=None, max_length=2)
+    national_id: str | None = Field(default=None, max_length=64, index=True)
+    updated_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

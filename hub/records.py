@@ -1,0 +1,285 @@
+"""Register and delete source records: standardise, upsert, link, survive, audit — one transaction."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.attributes import ATTRIBUTES
+from hub.blocking import delete_keys, records_with_keys, replace_keys
+from hub.candidates import queue_candidates
+from hub.config import Settings
+from hub.errors import BadInput, NotFound
+from hub.golden import binds, recompute
+from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner, exact_keys
+from hub.models import ACTIVE, MERGED, Customer, Event, SourceRecord, SourceSystem, utcnow
+from hub.standardise import FieldError, SystemProfile, standardise
+
+UNCHANGED, REJECTED = "UNCHANGED", "REJECTED"
+SR = SourceRecord.__table__
+CUSTOMER = Customer.__table__
+
+
+@dataclass
+class RecordInput:
+    key: str
+    attributes: Mapping[str, Any]
+    updated_at: dt.datetime | None = None
+
+
+@dataclass
+class Result:
+    key: str
+    action: str
+    customer_id: int | None = None
+    probability: float | None = None
+    errors: list[FieldError] = field(default_factory=list)
+    same_as: int | None = field(default=None, repr=False)  # a duplicate key in the batch: the input applied
+
+
+@dataclass
+class _Item:
+    """One accepted input on its way through the batch."""
+
+    pos: int
+    key: str
+    raw: dict[str, Any]
+    values: dict[str, Any]
+    content_hash: str
+    updated_at: dt.datetime
+    errors: list[FieldError]
+    existing: Any = None  # the stored row (id, customer_id, content_hash, updated_at) when the key is known
+    placement: Any = None
+    record_id: int | None = None
+
+
+def content_hash(raw: Mapping[str, Any]) -> str:
+    """Hash the raw attributes so an identical resend is recognised."""
+    text = json.dumps({k: v for k, v in raw.items() if v is not None}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _aware(ts: dt.datetime | None, default: dt.datetime) -> dt.datetime:
+    if ts is None:
+        return default
+    return ts.replace(tzinfo=dt.UTC) if ts.tzinfo is None else ts.astimezone(dt.UTC)
+
+
+def _prepare(inputs: Sequence[RecordInput], profile: SystemProfile, now: dt.datetime,
+             results: list[Result]) -> dict[str, _Item]:
+    """Standardise every input; reject the unusable; keep the latest input per key."""
+    items: dict[str, _Item] = {}
+    for pos, rec in enumerate(inputs):
+        key = (rec.key or "").strip()
+        if not key or len(key) > 200:
+            results[pos] = Result(rec.key or "", REJECTED, errors=[FieldError("key", "key must be 1 to 200 characters")])
+            continue
+        raw = {k: v for k, v in dict(rec.attributes).items() if v is not None}
+        std = standardise(raw, profile)
+        if not std.identifiable:
+            results[pos] = Result(key, REJECTED, errors=[*std.errors, FieldError(
+                "attributes", "no usable identifying attribute: needs a national id, email or phone, "
+                              "or a family name with a given name or a date of birth")])
+            continue
+        item = _Item(pos, key, raw, std.values, content_hash(raw), _aware(rec.updated_at, now), list(std.errors))
+        earlier = items.get(key)
+        if earlier is not None:
+            loser, item = (earlier, item) if item.updated_at >= earlier.updated_at else (item, earlier)
+            results[loser.pos] = Result(key, UNCHANGED, same_as=item.pos, errors=[*loser.errors, FieldError(
+                "key", "sent more than once in this batch; the latest by updatedAt was applied")])
+        items[key] = item
+    return items
+
+
+async def _load_candidates(session: AsyncSession, planner: Planner, items: list[_Item],
+                           settings: Settings, blocking: set[str]) -> None:
+    """Feed the planner every stored record an incoming one could link to, by indexed lookups only."""
+    cols = [SR.c.id, SR.c.customer_id, *(SR.c[a] for a in ATTRIBUTES)]
+    wanted: dict[int, Any] = {}
+    for i, rule in enumerate(settings.exact_rules):
+        firsts = {k[2] for it in items for k in exact_keys(it.values, [rule])}
+        if not firsts:
+            continue
+        rows = await session.execute(select(*cols).where(SR.c[rule[0]].in_(bindparam(f"v{i}", expanding=True))),
+                                     {f"v{i}": list(firsts)})
+        for row in rows:
+            wanted[row.id] = row
+    if blocking:
+        for row in await records_with_keys(session, blocking, cols):
+            wanted[row.id] = row
+    for row in wanted.values():
+        planner.add_known(row.id, row.customer_id, {a: row._mapping[a] for a in ATTRIBUTES})
+
+
+async def register_records(*, session: AsyncSession, system: str, records: Sequence[RecordInput], actor: str,
+                           settings: Settings, planner: Planner) -> list[Result]:
+    """Insert or update one system's records and link each into a golden record.
+
+    The caller holds the write transaction; nothing here commits.
+    """
+    if not 1 <= len(records) <= settings.max_batch:
+        raise BadInput(f"registerRecords takes 1 to {settings.max_batch} records per call; got {len(records)}")
+    src = await session.get(SourceSystem, system)
+    if src is None:
+        raise NotFound(f"unknown source system {system!r}; register it with registerSourceSystem first")
+    now = utcnow()
+    results: list[Result | None] = [None] * len(records)
+    items = _prepare(records, SystemProfile(src.date_order, src.default_country), now, results)
+    if items:
+        rows = await session.execute(
+            select(SR.c.id, SR.c.key, SR.c.customer_id, SR.c.content_hash, SR.c.updated_at)
+            .where(SR.c.system == system, SR.c.key.in_(bindparam("keys", expanding=True))),
+            {"keys": list(items)})
+        for row in rows:
+            items[row.key].existing = row
+    work: list[_Item] = []
+    for it in items.values():
+        old = it.existing
+        if old is not None and old.content_hash == it.content_hash:
+            results[it.pos] = Result(it.key, UNCHANGED, old.customer_id, errors=it.errors)
+        elif old is not None and it.updated_at < _aware(old.updated_at, now):
+            results[it.pos] = Result(it.key, UNCHANGED, old.customer_id, errors=[*it.errors, FieldError(
+                "updatedAt", f"older than the stored version ({old.updated_at.isoformat()}); the stored record was kept")])
+        else:
+            work.append(it)
+    if work:
+        await _apply(session, src, work, actor, settings, planner, now, results)
+    for res in results:
+        if res.same_as is not None:
+            res.customer_id = results[res.same_as].customer_id
+    return results  # type: ignore[return-value]
+
+
+async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], actor: str, settings: Settings,
+                 planner: Planner, now: dt.datetime, results: list) -> None:
+    """Plan the links of the changed records, then write everything set-based."""
+    blocking: set[str] = set()
+    if planner.scorer is not None:
+        for it in work:
+            blocking |= planner.scorer.blocking_keys(it.values)
+    await _load_candidates(session, planner, work, settings, blocking)
+    for it in work:
+        old = it.existing
+        it.placement = planner.place(it.values, record_id=old.id if old is not None else None,
+                                     current=old.customer_id if old is not None else None)
+
+    # golden records the batch creates: provisional (negative) labels get real ids
+    new_labels = sorted({planner.find(it.placement.label) for it in work if planner.find(it.placement.label) < 0},
+                        reverse=True)
+    label_id: dict[int, int] = {}
+    if new_labels:
+        ids = (await session.execute(insert(CUSTOMER).returning(CUSTOMER.c.id),
+                                     [{"status": ACTIVE, "version": 1, "created_at": now, "updated_at": now}
+                                      for _ in new_labels])).scalars().all()
+        label_id = dict(zip(new_labels, sorted(ids), strict=True))
+
+    def final(label: int) -> int:
+        root = planner.find(label)
+        return label_id.get(root, root)
+
+    # merges between stored golden records (a record linked to several)
+    merges = {lbl: final(lbl) for lbl in planner.parent if lbl > 0 and final(lbl) != lbl}
+    if merges:
+        await merge_into(session, merges, actor=actor, now=now, reason="linked by a registration")
+
+    new_rows = [it for it in work if it.existing is None]
+    if new_rows:
+        ids = (await session.execute(insert(SR).returning(SR.c.id, SR.c.key), [
+            {"system": src.name, "key": it.key, "customer_id": final(it.placement.label), "raw": it.raw,
+             "content_hash": it.content_hash, "updated_at": it.updated_at, "received_at": now,
+             **{a: it.values.get(a) for a in ATTRIBUTES}} for it in new_rows])).all()
+        by_key = {row.key: row.id for row in ids}
+        for it in new_rows:
+            it.record_id = by_key[it.key]
+        src.record_count += len(new_rows)
+    changed = [it for it in work if it.existing is not None]
+    if changed:
+        await session.execute(
+            update(SR).where(SR.c.id == bindparam("_id")).values(
+                {c: bindparam("b_" + c) for c in ("customer_id", "raw", "content_hash", "updated_at", "received_at",
+                                                  *ATTRIBUTES)}),
+            [binds({"customer_id": final(it.placement.label), "raw": it.raw, "content_hash": it.content_hash,
+                     "updated_at": it.updated_at, "received_at": now, **{a: it.values.get(a) for a in ATTRIBUTES}},
+                    _id=it.existing.id) for it in changed])
+        for it in changed:
+            it.record_id = it.existing.id
+    if planner.scorer is not None:
+        await replace_keys(session, {it.record_id: planner.scorer.blocking_keys(it.values) for it in work})
+
+    # survivorship and audit for every golden record the batch touched
+    causes: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    for it in work:
+        ref = {"system": src.name, "key": it.key}
+        p = it.placement
+        kind = {CREATED: "created", QUEUED: "created", LINKED: "linked", UPDATED: "updated"}[p.action]
+        if p.probability is not None and p.action == LINKED:
+            ref = {**ref, "probability": round(p.probability, 6), "rule": p.rule}
+        causes[final(p.label)][kind].append(ref)
+    await recompute(session, causes, actor=actor, now=now, created=set(label_id.values()))
+    if any(it.placement.action == QUEUED for it in work):
+        await queue_candidates(session, [(final(it.placement.label), final(it.placement.review_label),
+                                          it.placement.probability, it.placement.explanation)
+                                         for it in work if it.placement.action == QUEUED], now=now)
+    for it in work:
+        p = it.placement
+        results[it.pos] = Result(it.key, p.action, final(p.label), p.probability, it.errors)
+
+
+async def merge_into(session: AsyncSession, merges: Mapping[int, int], *, actor: str, now: dt.datetime,
+                     reason: str, note: str | None = None) -> None:
+    """Merge golden records (loser -> survivor): move their records, forward their ids, log both sides."""
+    await session.execute(update(SR).where(SR.c.customer_id == bindparam("_loser"))
+                          .values(customer_id=bindparam("_survivor")),
+                          [{"_loser": lo, "_survivor": su} for lo, su in merges.items()])
+    await session.execute(update(CUSTOMER).where(CUSTOMER.c.id == bindparam("_loser"))
+                          .values(status=MERGED, merged_into=bindparam("_survivor"), updated_at=now),
+                          [{"_loser": lo, "_survivor": su} for lo, su in merges.items()])
+    # ids already forwarded to a loser now forward straight to its survivor: one hop, always
+    await session.execute(update(CUSTOMER).where(CUSTOMER.c.merged_into == bindparam("_loser"))
+                          .values(merged_into=bindparam("_survivor")),
+                          [{"_loser": lo, "_survivor": su} for lo, su in merges.items()])
+    events = []
+    for lo, su in merges.items():
+        events.append({"customer_id": su, "kind": "MERGED", "at": now, "actor": actor, "note": note,
+                       "changes": {"merged": [lo], "into": su, "reason": reason}})
+        events.append({"customer_id": lo, "kind": "MERGED_AWAY", "at": now, "actor": actor, "note": note,
+                       "changes": {"into": su, "reason": reason}})
+    await session.execute(insert(Event.__table__), events)
+
+
+async def delete_record(*, session: AsyncSession, system: str, key: str, actor: str) -> int | None:
+    """Remove a source record; recompute its golden record, or retire it when no record is left."""
+    row = (await session.execute(select(SR.c.id, SR.c.customer_id).where(SR.c.system == system, SR.c.key == key))
+           ).first()
+    if row is None:
+        raise NotFound(f"no source record {system}/{key}")
+    await delete_keys(session, [row.id])
+    await session.execute(delete(SR).where(SR.c.id == row.id))
+    await session.execute(update(SourceSystem.__table__).where(SourceSystem.__table__.c.name == system)
+                          .values(record_count=SourceSystem.__table__.c.record_count - 1))
+    now = utcnow()
+    causes = {row.customer_id: {"removed": [{"system": system, "key": key}]}}
+    alive = await recompute(session, causes, actor=actor, now=now, created=set())
+    return row.customer_id if row.customer_id in alive else None
+
+
+__all__ = ["CREATED", "LINKED", "QUEUED", "REJECTED", "UNCHANGED", "UPDATED", "RecordInput", "Result",
+           "delete_record", "merge_into", "register_batch", "register_records"]
+
+
+async def register_batch(*, db, system: str, records: Sequence[RecordInput], actor: str, settings: Settings,
+                         scorer=None) -> list[Result]:
+    """Register one batch as one unit of work (the path of both the mutation and `hub load`)."""
+    if not 1 <= len(records) <= settings.max_batch:
+        raise BadInput(f"registerRecords takes 1 to {settings.max_batch} records per call; got {len(records)}")
+    planner = Planner(settings.exact_rules, settings.link_threshold, settings.review_threshold, scorer)
+    async with db.write() as session:
+        return await register_records(session=session, system=system, records=records, actor=actor,
+                                      settings=settings, planner=planner)

@@ -1,0 +1,61 @@
+"""Register and list source systems."""
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.errors import BadInput, NotFound
+from hub.models import Event, SourceSystem
+from hub.standardise import SystemProfile, standardise
+
+DATE_ORDERS = ("YMD", "DMY", "MDY")
+
+
+async def register_system(*, session: AsyncSession, name: str, description: str | None, date_order: str,
+                          default_country: str | None, trust: int, actor: str) -> SourceSystem:
+    """Create a source system or update its settings."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise BadInput("name must be 1 to 100 characters")
+    if date_order not in DATE_ORDERS:
+        raise BadInput(f"dateOrder must be one of {', '.join(DATE_ORDERS)}")
+    if not 0 <= trust <= 100:
+        raise BadInput("trust must be between 0 and 100")
+    country = None
+    if default_country:
+        country = standardise({"country": default_country}, SystemProfile()).values.get("country")
+        if country is None:
+            raise BadInput(f"defaultCountry {default_country!r} is not a known country")
+    system = await session.get(SourceSystem, name)
+    before = None
+    if system is None:
+        system = SourceSystem(name=name)
+        session.add(system)
+    else:
+        before = _settings(system)
+    system.description, system.date_order, system.default_country, system.trust = (
+        description, date_order, country, trust)
+    after = _settings(system)
+    if before != after:
+        session.add(Event(kind="SYSTEM_REGISTERED" if before is None else "SYSTEM_UPDATED", actor=actor,
+                          changes={"system": name, "before": before, "after": after}))
+    await session.flush()
+    return system
+
+
+def _settings(s: SourceSystem) -> dict:
+    return {"description": s.description, "dateOrder": s.date_order, "defaultCountry": s.default_country,
+            "trust": s.trust}
+
+
+async def get_system(*, session: AsyncSession, name: str) -> SourceSystem:
+    """Return a source system or fail with NOT_FOUND."""
+    system = await session.get(SourceSystem, name)
+    if system is None:
+        raise NotFound(f"unknown source system {name!r}; register it with registerSourceSystem first")
+    return system
+
+
+async def list_systems(*, session: AsyncSession) -> list[SourceSystem]:
+    """Return every source system by name."""
+    return list((await session.scalars(select(SourceSystem).order_by(SourceSystem.name))).all())

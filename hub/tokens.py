@@ -1,0 +1,63 @@
+"""Bearer tokens: minted once, stored as a SHA-256 hash, revoked by subject."""
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from hub.errors import BadInput
+from hub.models import ApiToken, SourceSystem, utcnow
+
+PREFIX = "hub_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject, role and, for a source, its system."""
+
+    subject: str
+    role: str
+    system: str | None = None
+
+
+def hash_token(token: str) -> str:
+    """Hash a token for storage and lookup.
+
+    Tokens carry 256 random bits, so a plain SHA-256 is enough: there is nothing to brute-force,
+    and lookup stays one indexed equality.
+    """
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_token(*, session: AsyncSession, subject: str, role: str, system: str | None = None) -> str:
+    """Mint a token for a subject and role; return it (it is not stored)."""
+    subject, role = subject.strip(), role.strip()
+    if not subject or not role:
+        raise BadInput("subject and role must not be empty")
+    if role == "source" and not system:
+        raise BadInput("a source token needs --system: the system it registers for")
+    if system and await session.get(SourceSystem, system) is None:
+        raise BadInput(f"unknown source system {system!r}; register it first")
+    token = PREFIX + secrets.token_urlsafe(32)
+    session.add(ApiToken(token_hash=hash_token(token), subject=subject, role=role, system=system))
+    await session.flush()
+    return token
+
+
+async def revoke_tokens(*, session: AsyncSession, subject: str) -> int:
+    """Revoke every live token of a subject; return how many."""
+    result = await session.execute(update(ApiToken).where(ApiToken.subject == subject, ApiToken.revoked_at.is_(None))
+                                   .values(revoked_at=utcnow()))
+    return result.rowcount or 0
+
+
+async def authenticate(*, session: AsyncSession, token: str) -> Principal | None:
+    """Return the principal of a live token, or None."""
+    if not token.startswith(PREFIX):
+        return None
+    row = (await session.execute(select(ApiToken.subject, ApiToken.role, ApiToken.system).where(
+        ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)))).first()
+    return Principal(row.subject, row.role, row.system) if row else None

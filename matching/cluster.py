@@ -1,0 +1,1 @@
+def predict_clusters(*a, **k): raise NotImplementedError

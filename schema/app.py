@@ -1,0 +1,96 @@
+"""The Starlette application: /graphql behind bearer-token authentication, /healthz, /readyz."""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from strawberry.asgi import GraphQL
+
+from authz import Authorizer
+from hub.config import Settings, get_settings
+from hub.db import Database
+from hub.tokens import Principal, authenticate
+from schema.build import build_schema
+from schema.context import Context, Services
+from schema.loaders import Loaders
+
+
+def _unauthenticated(message: str) -> Response:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+                        status_code=401, headers={"WWW-Authenticate": 'Bearer realm="hub"'})
+
+
+class HubGraphQL(GraphQL):
+    """Strawberry's ASGI view with the hub's context; callers without a valid token get HTTP 401."""
+
+    def __init__(self, services: Services) -> None:
+        super().__init__(build_schema(services.settings), graphql_ide="graphiql")
+        self.services = services
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await PlainTextResponse("not supported", status_code=400)(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        if request.method == "GET" and "query" not in request.query_params:
+            await super().__call__(scope, receive, send)  # the GraphiQL page: it holds no data
+            return
+        principal = await self._principal(request)
+        if principal is None:
+            await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
+                scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await super().__call__(scope, receive, send)
+
+    async def _principal(self, request: Request) -> Principal | None:
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        async with self.services.db.session() as session:
+            return await authenticate(session=session, token=token.strip())
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        return Context(request=request, response=response, services=self.services,
+                       principal=request.state.principal, loaders=Loaders(self.services.db))
+
+
+def build_services(settings: Settings | None = None, *, db: Database | None = None,
+                   authorizer: Authorizer | None = None, scorer: Any = None) -> Services:
+    """Wire the hub's long-lived parts from settings."""
+    settings = settings or get_settings()
+    return Services(db=db or Database(settings.database_url, echo=settings.sql_echo), settings=settings,
+                    authorizer=authorizer or Authorizer(), scorer=scorer)
+
+
+def create_app(services: Services | None = None) -> Starlette:
+    """Build the ASGI application."""
+    services = services or build_services()
+
+    async def healthz(_: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(_: Request) -> Response:
+        if await services.db.ping():
+            return PlainTextResponse("ready")
+        return PlainTextResponse("database unavailable", status_code=503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette):
+        yield
+        await services.db.dispose()
+
+    graphql = HubGraphQL(services)
+    app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
+                            Route("/readyz", readyz)], lifespan=lifespan)
+    app.state.services = services
+    return app
+
+
+async def load_scorer(db: Database) -> Any:
+    """Return the real-time evaluator of the match model in use, or None while none is configured."""
+    return None

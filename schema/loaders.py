@@ -1,0 +1,76 @@
+"""Per-request DataLoaders: a page of customers with records, lineage and history is a handful of queries."""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+from strawberry.dataloader import DataLoader
+
+from hub.db import Database
+from hub.models import ACTIVE, MERGED, Customer, Event, Lineage, SourceRecord
+
+CUSTOMER, SR, LINEAGE, EVENT = Customer.__table__, SourceRecord.__table__, Lineage.__table__, Event.__table__
+
+
+class Loaders:
+    """The loaders of one request; each batch runs on its own pooled connection."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.customer = DataLoader(self._customers)
+        self.records_of = DataLoader(self._records_of)
+        self.record = DataLoader(self._records)
+        self.lineage_of = DataLoader(self._lineage_of)
+        self.history = DataLoader(self._history)
+
+    async def _rows(self, stmt, params: dict[str, Any]) -> list[Any]:
+        async with self.db.engine.connect() as conn:
+            return list(await conn.execute(stmt, params))
+
+    async def _customers(self, ids: Sequence[int]) -> list[Any]:
+        """Live golden records by id; a merged-away id gives its survivor, a retired one None."""
+        stmt = select(CUSTOMER).where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True)))
+        found = {r.id: r for r in await self._rows(stmt, {"ids": list(ids)})}
+        forward = {r.merged_into for r in found.values() if r.status == MERGED and r.merged_into not in found}
+        if forward:
+            found |= {r.id: r for r in await self._rows(stmt, {"ids": list(forward)})}
+        out = []
+        for i in ids:
+            row = found.get(i)
+            if row is not None and row.status == MERGED:
+                row = found.get(row.merged_into)
+            out.append(row if row is not None and row.status == ACTIVE else None)
+        return out
+
+    async def _records_of(self, customer_ids: Sequence[int]) -> list[list[Any]]:
+        stmt = (select(SR).where(SR.c.customer_id.in_(bindparam("ids", expanding=True))).order_by(SR.c.id))
+        by: dict[int, list] = defaultdict(list)
+        for r in await self._rows(stmt, {"ids": list(customer_ids)}):
+            by[r.customer_id].append(r)
+        return [by.get(i, []) for i in customer_ids]
+
+    async def _records(self, ids: Sequence[int]) -> list[Any]:
+        stmt = select(SR).where(SR.c.id.in_(bindparam("ids", expanding=True)))
+        found = {r.id: r for r in await self._rows(stmt, {"ids": list(ids)})}
+        return [found.get(i) for i in ids]
+
+    async def _lineage_of(self, customer_ids: Sequence[int]) -> list[list[Any]]:
+        stmt = (select(LINEAGE).where(LINEAGE.c.customer_id.in_(bindparam("ids", expanding=True)))
+                .order_by(LINEAGE.c.customer_id, LINEAGE.c.field))
+        by: dict[int, list] = defaultdict(list)
+        for r in await self._rows(stmt, {"ids": list(customer_ids)}):
+            by[r.customer_id].append(r)
+        return [by.get(i, []) for i in customer_ids]
+
+    async def _history(self, keys: Sequence[tuple[int, int]]) -> list[list[Any]]:
+        """The first N events of each golden record, oldest first: keys are (customer id, N)."""
+        limit = max(n for _, n in keys)
+        ranked = select(EVENT, func.row_number().over(partition_by=EVENT.c.customer_id, order_by=EVENT.c.id)
+                        .label("n")).where(EVENT.c.customer_id.in_(bindparam("ids", expanding=True))).subquery()
+        stmt = select(ranked).where(ranked.c.n <= limit).order_by(ranked.c.customer_id, ranked.c.id)
+        by: dict[int, list] = defaultdict(list)
+        for r in await self._rows(stmt, {"ids": list({c for c, _ in keys})}):
+            by[r.customer_id].append(r)
+        return [by.get(c, [])[:n] for c, n in keys]

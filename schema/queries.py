@@ -1,0 +1,104 @@
+"""Read operations: thin resolvers that ask the hub and shape the answer."""
+from __future__ import annotations
+
+import strawberry
+from sqlalchemy import select
+
+from hub.errors import BadInput, Forbidden
+from hub.models import ACTIVE, Customer as CustomerRow, MatchCandidate as CandidateRow, SourceRecord as RecordRow
+from hub.systems import list_systems
+from schema.errors import operation
+from schema.types import (
+    CandidateStatus, Customer, CustomerConnection, CustomerEdge, MatchCandidate, MatchCandidateConnection,
+    MatchCandidateEdge, PageInfo, SourceRecord, SourceRecordConnection, SourceRecordEdge, SourceSystem,
+    decode_cursor, encode_cursor,
+)
+
+MAX_PAGE = 1000
+
+
+def parse_id(value: str) -> int:
+    """Read a golden-record id."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{value!r} is not a customer id") from None
+
+
+def page_size(first: int) -> int:
+    """Check a page size."""
+    if not 1 <= first <= MAX_PAGE:
+        raise BadInput(f"first must be between 1 and {MAX_PAGE}")
+    return first
+
+
+def check_system(info: strawberry.Info, system: str) -> None:
+    """A source system's token reaches its own system's records only."""
+    own = info.context.principal.system
+    if own is not None and own != system:
+        raise Forbidden(f"this token belongs to system {own!r}; it may not reach records of {system!r}")
+
+
+async def _page(info: strawberry.Info, stmt, first: int):
+    async with info.context.db.engine.connect() as conn:
+        rows = list(await conn.execute(stmt.limit(first + 1)))
+    return rows[:first], len(rows) > first
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="A golden record; an id merged away resolves to the surviving record.")
+    @operation
+    async def customer(self, info: strawberry.Info, id: strawberry.ID) -> Customer | None:
+        row = await info.context.loaders.customer.load(parse_id(id))
+        return Customer(row=row) if row is not None else None
+
+    @strawberry.field
+    @operation
+    async def customers(self, info: strawberry.Info, first: int = 50, after: str | None = None) -> CustomerConnection:
+        t = CustomerRow.__table__
+        stmt = (select(t).where(t.c.id > decode_cursor("customer", after), t.c.status == ACTIVE).order_by(t.c.id))
+        rows, more = await _page(info, stmt, page_size(first))
+        edges = [CustomerEdge(cursor=encode_cursor("customer", r.id), node=Customer(row=r)) for r in rows]
+        return CustomerConnection(edges=edges, page_info=PageInfo(has_next_page=more,
+                                                                  end_cursor=edges[-1].cursor if edges else after))
+
+    @strawberry.field
+    @operation
+    async def source_systems(self, info: strawberry.Info) -> list[SourceSystem]:
+        async with info.context.db.session() as session:
+            return [SourceSystem(row=s) for s in await list_systems(session=session)]
+
+    @strawberry.field
+    @operation
+    async def source_record(self, info: strawberry.Info, system: str, key: str) -> SourceRecord | None:
+        check_system(info, system)
+        t = RecordRow.__table__
+        async with info.context.db.engine.connect() as conn:
+            row = (await conn.execute(select(t).where(t.c.system == system, t.c.key == key))).first()
+        return SourceRecord(row=row) if row is not None else None
+
+    @strawberry.field
+    @operation
+    async def source_records(self, info: strawberry.Info, system: str, first: int = 100,
+                             after: str | None = None) -> SourceRecordConnection:
+        check_system(info, system)
+        t = RecordRow.__table__
+        stmt = select(t).where(t.c.system == system, t.c.id > decode_cursor("record", after)).order_by(t.c.id)
+        rows, more = await _page(info, stmt, page_size(first))
+        edges = [SourceRecordEdge(cursor=encode_cursor("record", r.id), node=SourceRecord(row=r)) for r in rows]
+        return SourceRecordConnection(edges=edges, page_info=PageInfo(
+            has_next_page=more, end_cursor=edges[-1].cursor if edges else after))
+
+    @strawberry.field
+    @operation
+    async def match_candidates(self, info: strawberry.Info, status: CandidateStatus | None = CandidateStatus.PENDING,
+                               first: int = 50, after: str | None = None) -> MatchCandidateConnection:
+        t = CandidateRow.__table__
+        stmt = select(t).where(t.c.id > decode_cursor("candidate", after)).order_by(t.c.id)
+        if status is not None:
+            stmt = stmt.where(t.c.status == status.value)
+        rows, more = await _page(info, stmt, page_size(first))
+        edges = [MatchCandidateEdge(cursor=encode_cursor("candidate", r.id), node=MatchCandidate(row=r)) for r in rows]
+        return MatchCandidateConnection(edges=edges, page_info=PageInfo(
+            has_next_page=more, end_cursor=edges[-1].cursor if edges else after))

@@ -1,0 +1,452 @@
+"""GraphQL types of the contract, resolved from stored rows with per-field access control."""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import enum
+from typing import Annotated, Any, Optional
+
+import strawberry
+from strawberry.scalars import JSON
+
+from authz import Access, mask
+from hub.attributes import API_NAME, ATTRIBUTES, as_text
+
+
+def encode_cursor(kind: str, value: int) -> str:
+    """Make an opaque cursor from a row id."""
+    return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
+
+
+def decode_cursor(kind: str, cursor: str | None) -> int:
+    """Read a cursor made by encode_cursor; None starts from the beginning."""
+    if not cursor:
+        return 0
+    from hub.errors import BadInput
+    try:
+        k, v = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
+        if k != kind:
+            raise ValueError(k)
+        return int(v)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadInput(f"invalid cursor {cursor!r}") from e
+
+
+@strawberry.enum
+class DateOrder(enum.Enum):
+    YMD = "YMD"
+    DMY = "DMY"
+    MDY = "MDY"
+
+
+@strawberry.enum
+class RegistrationAction(enum.Enum):
+    CREATED = "CREATED"
+    LINKED = "LINKED"
+    UPDATED = "UPDATED"
+    UNCHANGED = "UNCHANGED"
+    QUEUED_FOR_REVIEW = "QUEUED_FOR_REVIEW"
+    REJECTED = "REJECTED"
+
+
+@strawberry.enum
+class CandidateStatus(enum.Enum):
+    PENDING = "PENDING"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    SUPERSEDED = "SUPERSEDED"
+
+
+@strawberry.enum
+class MatchDecision(enum.Enum):
+    MERGE = "MERGE"
+    NOT_A_MATCH = "NOT_A_MATCH"
+
+
+def _guarded(type_name: str, api: str, value: Any, info: strawberry.Info, access: Access | None = None) -> Any:
+    """Return a value as the caller may see it: in clear, masked, or null with a FORBIDDEN error."""
+    if access is None:
+        access = info.context.access(type_name, api)
+    if access is Access.ALLOW or value is None:
+        return value if access is Access.ALLOW else None
+    if access is Access.MASK:
+        return mask(as_text(value))
+    info.context.forbid(type_name, api, info.path)
+    return None
+
+
+def _person_field(type_name: str, attr: str) -> Any:
+    """A resolver field for one person attribute, guarded by the caller's access plan."""
+    api = API_NAME[attr]
+
+    def resolve(root, info: strawberry.Info):
+        return _guarded(type_name, api, getattr(root.row, attr), info)
+
+    def resolve_date(root, info: strawberry.Info):
+        access = info.context.access(type_name, api)
+        # a Date cannot carry a masked value: masking a date denies it
+        return _guarded(type_name, api, getattr(root.row, attr), info,
+                        Access.DENY if access is Access.MASK else access)
+
+    if attr == "date_of_birth":
+        resolve_date.__annotations__ = {"info": strawberry.Info, "return": Optional[dt.date]}  # noqa: UP045
+        return strawberry.field(resolver=resolve_date, name=api)
+    resolve.__annotations__ = {"info": strawberry.Info, "return": Optional[str]}  # noqa: UP045
+    return strawberry.field(resolver=resolve, name=api)
+
+
+@strawberry.interface(description="Standardised customer attributes: names trimmed and cased, email "
+                                  "lower-cased, phone in E.164, dates as ISO dates, country as ISO 3166-1 alpha-2.")
+class PersonAttributes:
+    given_name: str | None
+    family_name: str | None
+    date_of_birth: dt.date | None
+    email: str | None
+    phone: str | None
+    address_line1: str | None
+    address_line2: str | None
+    locality: str | None
+    postcode: str | None
+    region: str | None
+    country: str | None
+    national_id: str | None
+
+
+def _with_person_fields(type_name: str):
+    """Give a type one guarded resolver per person attribute."""
+    def decorate(cls):
+        for attr in ATTRIBUTES:
+            setattr(cls, attr, _person_field(type_name, attr))
+            cls.__annotations__[attr] = Optional[dt.date] if attr == "date_of_birth" else Optional[str]  # noqa: UP045
+        return cls
+    return decorate
+
+
+@strawberry.type(description="A system of record that sends customer records to the hub (crm, billing, ...).")
+class SourceSystem:
+    row: strawberry.Private[Any]
+
+    @strawberry.field
+    def name(self) -> str:
+        return self.row.name
+
+    @strawberry.field
+    def description(self) -> str | None:
+        return self.row.description
+
+    @strawberry.field(description="How the system writes ambiguous dates such as 03/04/1987.")
+    def date_order(self) -> DateOrder:
+        return DateOrder(self.row.date_order)
+
+    @strawberry.field(description="ISO 3166-1 alpha-2 country used to read national phone numbers and addresses.")
+    def default_country(self) -> str | None:
+        return self.row.default_country
+
+    @strawberry.field(description="0..100; survivorship prefers values from more trusted systems.")
+    def trust(self) -> int:
+        return self.row.trust
+
+    @strawberry.field
+    def record_count(self) -> int:
+        return self.row.record_count
+
+
+@strawberry.type
+@_with_person_fields("SourceRecord")
+class SourceRecord(PersonAttributes):
+    row: strawberry.Private[Any]
+
+    @strawberry.field
+    def system(self) -> str:
+        return self.row.system
+
+    @strawberry.field
+    def key(self) -> str:
+        return self.row.key
+
+    @strawberry.field(description="The golden record this source record belongs to.")
+    async def customer(self, info: strawberry.Info) -> Annotated["Customer", strawberry.lazy("schema.types")] | None:
+        row = await info.context.loaders.customer.load(self.row.customer_id)
+        return Customer(row=row) if row is not None else None
+
+    @strawberry.field
+    def received_at(self) -> dt.datetime:
+        return self.row.received_at
+
+    @strawberry.field
+    def updated_at(self) -> dt.datetime:
+        return self.row.updated_at
+
+
+@strawberry.type
+class AttributeLineage:
+    row: strawberry.Private[Any]
+
+    @strawberry.field(description="Attribute name as in PersonAttributes, e.g. email.")
+    def field(self) -> str:
+        return self.row.field
+
+    @strawberry.field
+    def value(self, info: strawberry.Info) -> str | None:
+        # the golden value of an attribute: visible only as both this field and that attribute allow
+        access = info.context.value_access("AttributeLineage", "value", self.row.field)
+        return _guarded("AttributeLineage", "value", self.row.value, info, access)
+
+    @strawberry.field(description="The source record that supplied the value; null for a steward override.")
+    async def source_record(self, info: strawberry.Info) -> SourceRecord | None:
+        if self.row.source_record_id is None:
+            return None
+        row = await info.context.loaders.record.load(self.row.source_record_id)
+        return SourceRecord(row=row) if row is not None else None
+
+    @strawberry.field(description="The survivorship rule that chose it, e.g. most-recent, source-trust, "
+                                  "most-frequent, steward-override.")
+    def rule(self) -> str:
+        return self.row.rule
+
+
+def _visible_changes(changes: Any, info: strawberry.Info) -> Any:
+    """Hide, in an event's changes, the attribute values the caller may not read."""
+    if not isinstance(changes, dict) or not isinstance(changes.get("fields"), dict):
+        return changes
+    fields = {}
+    for name, value in changes["fields"].items():
+        access = info.context.value_access("CustomerEvent", "changes", name)
+        if access is Access.ALLOW:
+            fields[name] = value
+        elif access is Access.MASK:
+            fields[name] = ({k: mask(v) for k, v in value.items()} if isinstance(value, dict) else mask(value))
+        else:
+            info.context.forbid("CustomerEvent", f"changes.{name}", info.path)
+    return {**changes, "fields": fields}
+
+
+@strawberry.type
+class CustomerEvent:
+    row: strawberry.Private[Any]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.row.id))
+
+    @strawberry.field(description="CREATED, UPDATED, LINKED, MERGED, SPLIT, OVERRIDDEN, ERASED, ...")
+    def kind(self) -> str:
+        return self.row.kind
+
+    @strawberry.field
+    def at(self) -> dt.datetime:
+        return self.row.at
+
+    @strawberry.field(description="Subject of the token that caused it.")
+    def actor(self) -> str:
+        return self.row.actor
+
+    @strawberry.field
+    def note(self) -> str | None:
+        return self.row.note
+
+    @strawberry.field
+    def changes(self, info: strawberry.Info) -> JSON | None:
+        if not info.context.allowed("CustomerEvent", "changes", info.path):
+            return None
+        return _visible_changes(self.row.changes, info)
+
+
+@strawberry.type(description="The golden record: the hub's single view of one real customer.")
+@_with_person_fields("Customer")
+class Customer(PersonAttributes):
+    row: strawberry.Private[Any]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.row.id))
+
+    @strawberry.field(description="Increases by one with every change to the golden record.")
+    def version(self) -> int:
+        return self.row.version
+
+    @strawberry.field
+    async def source_records(self, info: strawberry.Info) -> list[SourceRecord]:
+        if not info.context.allowed("Customer", "sourceRecords", info.path):
+            return []
+        return [SourceRecord(row=r) for r in await info.context.loaders.records_of.load(self.row.id)]
+
+    @strawberry.field(description="For each attribute, where its value came from and which rule chose it.")
+    async def lineage(self, info: strawberry.Info) -> list[AttributeLineage]:
+        if not info.context.allowed("Customer", "lineage", info.path):
+            return []
+        return [AttributeLineage(row=r) for r in await info.context.loaders.lineage_of.load(self.row.id)]
+
+    @strawberry.field
+    async def history(self, info: strawberry.Info, first: int = 50) -> list[CustomerEvent]:
+        if not info.context.allowed("Customer", "history", info.path):
+            return []
+        first = max(1, min(first, 1000))
+        return [CustomerEvent(row=r) for r in await info.context.loaders.history.load((self.row.id, first))]
+
+    @strawberry.field
+    def created_at(self) -> dt.datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    def updated_at(self) -> dt.datetime:
+        return self.row.updated_at
+
+
+@strawberry.type(description="One comparison's share of the evidence (a Fellegi-Sunter match weight).")
+class ComparisonExplanation:
+    comparison: str
+    level: str
+    match_weight: float
+
+
+def explanations(rows: Any) -> list[ComparisonExplanation]:
+    """Build explanation objects from stored JSON rows."""
+    return [ComparisonExplanation(comparison=r["comparison"], level=r["level"], match_weight=r["matchWeight"])
+            for r in rows or []]
+
+
+@strawberry.type(description="Two golden records that may be the same customer, waiting for a steward.")
+class MatchCandidate:
+    row: strawberry.Private[Any]
+
+    @strawberry.field
+    def id(self) -> strawberry.ID:
+        return strawberry.ID(str(self.row.id))
+
+    @strawberry.field
+    def status(self) -> CandidateStatus:
+        return CandidateStatus(self.row.status)
+
+    @strawberry.field
+    def match_probability(self) -> float:
+        return self.row.probability
+
+    @strawberry.field
+    async def customer(self, info: strawberry.Info) -> Customer:
+        return Customer(row=await info.context.loaders.customer.load(self.row.customer_id))
+
+    @strawberry.field
+    async def other_customer(self, info: strawberry.Info) -> Customer:
+        return Customer(row=await info.context.loaders.customer.load(self.row.other_customer_id))
+
+    @strawberry.field
+    def explanation(self) -> list[ComparisonExplanation]:
+        return explanations(self.row.explanation)
+
+    @strawberry.field
+    def created_at(self) -> dt.datetime:
+        return self.row.created_at
+
+    @strawberry.field
+    def resolved_by(self) -> str | None:
+        return self.row.resolved_by
+
+    @strawberry.field
+    def resolved_at(self) -> dt.datetime | None:
+        return self.row.resolved_at
+
+    @strawberry.field
+    def note(self) -> str | None:
+        return self.row.note
+
+
+@strawberry.type
+class FieldError:
+    field: str
+    message: str
+
+
+@strawberry.type
+class RegistrationResult:
+    key: str
+    action: RegistrationAction
+    customer_id: strawberry.Private[int | None]
+    match_probability: float | None
+    errors: list[FieldError]
+
+    @strawberry.field(description="The golden record the source record now belongs to; null when REJECTED.")
+    async def customer(self, info: strawberry.Info) -> Customer | None:
+        if self.customer_id is None:
+            return None
+        row = await info.context.loaders.customer.load(self.customer_id)
+        return Customer(row=row) if row is not None else None
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class CustomerEdge:
+    cursor: str
+    node: Customer
+
+
+@strawberry.type
+class CustomerConnection:
+    edges: list[CustomerEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class SourceRecordEdge:
+    cursor: str
+    node: SourceRecord
+
+
+@strawberry.type
+class SourceRecordConnection:
+    edges: list[SourceRecordEdge]
+    page_info: PageInfo
+
+
+@strawberry.type
+class MatchCandidateEdge:
+    cursor: str
+    node: MatchCandidate
+
+
+@strawberry.type
+class MatchCandidateConnection:
+    edges: list[MatchCandidateEdge]
+    page_info: PageInfo
+
+
+@strawberry.input
+class SourceSystemInput:
+    name: str
+    description: str | None = None
+    date_order: DateOrder = DateOrder.YMD
+    default_country: str | None = None
+    trust: int = 50
+
+
+@strawberry.input(description="Raw attributes as a source system holds them; the hub validates and standardises them.")
+class CustomerAttributesInput:
+    given_name: str | None = strawberry.UNSET
+    family_name: str | None = strawberry.UNSET
+    date_of_birth: str | None = strawberry.UNSET
+    email: str | None = strawberry.UNSET
+    phone: str | None = strawberry.UNSET
+    address_line1: str | None = strawberry.UNSET
+    address_line2: str | None = strawberry.UNSET
+    locality: str | None = strawberry.UNSET
+    postcode: str | None = strawberry.UNSET
+    region: str | None = strawberry.UNSET
+    country: str | None = strawberry.UNSET
+    national_id: str | None = strawberry.UNSET
+
+    def raw(self) -> dict[str, str]:
+        """The attributes that were sent, by their API names."""
+        return {API_NAME[a]: v for a in ATTRIBUTES if (v := getattr(self, a)) not in (None, strawberry.UNSET)}
+
+
+@strawberry.input
+class SourceRecordInput:
+    key: str = strawberry.field(description="The record's identifier in its source system.")
+    attributes: CustomerAttributesInput
+    updated_at: dt.datetime | None = strawberry.field(
+        default=None, description="When the source system last changed the record; defaults to the time of receipt.")
