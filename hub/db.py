@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
 
@@ -41,13 +41,28 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.close()
 
 
+def _sqlite_begin(conn) -> None:
+    # a writing unit of work takes SQLite's write lock at BEGIN, before it reads what it will change,
+    # so two processes never both read "no such record" and then both insert it
+    options = conn.get_execution_options()
+    if options.get("isolation_level") != "AUTOCOMMIT":
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("hub_write") else "BEGIN")
+
+
+def _sqlite_connect(dbapi_connection, record) -> None:
+    dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event, not the driver, open transactions
+    _sqlite_pragmas(dbapi_connection, record)
+
+
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
     """Create the async engine with settings fit for the dialect."""
     if is_sqlite(url):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    # no pre-ping: it costs a round trip per checkout; recycled connections and the readiness probe suffice
+    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
 
 
 class Database:
@@ -72,9 +87,16 @@ class Database:
         async with self._local_lock if self.sqlite else _nullcontext():
             async with self.sessions() as session:
                 async with session.begin():
+                    await session.connection(execution_options={"hub_write": True})
                     if not self.sqlite:
                         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
                     yield session
+
+    @asynccontextmanager
+    async def reader(self) -> AsyncIterator[AsyncConnection]:
+        """Open an autocommit connection for reads: no BEGIN/ROLLBACK round trips, each statement current."""
+        async with self.engine.connect() as conn:
+            yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
     async def ping(self) -> bool:
         """Answer whether the database responds."""
@@ -93,3 +115,36 @@ class Database:
 @asynccontextmanager
 async def _nullcontext() -> AsyncIterator[None]:
     yield None
+
+
+class Reads:
+    """The reads of one request: one autocommit connection, opened on first use, statements in turn.
+
+    Resolvers and dataloaders of a request run concurrently; a connection runs one statement at a
+    time, so statements queue on a lock instead of each taking a pooled connection of its own.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._lock = asyncio.Lock()
+        self._cm = None
+        self._conn: AsyncConnection | None = None
+
+    async def all(self, statement, params: dict | None = None) -> list:
+        """Run a statement and return all its rows."""
+        async with self._lock:
+            if self._conn is None:
+                self._cm = self.db.reader()
+                self._conn = await self._cm.__aenter__()
+            return list((await self._conn.execute(statement, params or {})).all())
+
+    async def first(self, statement, params: dict | None = None):
+        """Run a statement and return its first row, or None."""
+        rows = await self.all(statement, params)
+        return rows[0] if rows else None
+
+    async def close(self) -> None:
+        """Give the connection back to the pool."""
+        if self._cm is not None:
+            cm, self._cm, self._conn = self._cm, None, None
+            await cm.__aexit__(None, None, None)

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.attributes import API_NAME, ATTRIBUTES, as_text
 from hub.config import get_settings
 from hub.models import ACTIVE, RETIRED, Customer, Event, Lineage, SourceRecord, SourceSystem
-from hub.survivorship import Contribution, resolve_rules, survive
+from hub.survivorship import Contribution, Outcome, resolve_rules, survive
 
 SR, CUSTOMER, LINEAGE, EVENT = (SourceRecord.__table__, Customer.__table__, Lineage.__table__, Event.__table__)
 
@@ -25,14 +25,34 @@ async def _trust(session: AsyncSession) -> dict[str, int]:
     return dict((await session.execute(select(SourceSystem.name, SourceSystem.trust))).all())
 
 
+async def write_fresh(session: AsyncSession, outcomes: Mapping[int, Outcome], record_of: Mapping[int, int],
+                      causes: Mapping[int, Mapping[str, list]], *, actor: str, now: dt.datetime) -> None:
+    """Write the lineage and CREATED events of golden records inserted with their values.
+
+    Args:
+        outcomes: survivorship per new golden record id, computed with stand-in record ids.
+        record_of: stand-in id -> the source record's real id.
+    """
+    lineage, events = [], []
+    for cid, outcome in outcomes.items():
+        lineage += [{"customer_id": cid, "field": f, "value": as_text(c.value), "source_record_id": record_of[c.record_id],
+                     "rule": c.rule} for f, c in outcome.lineage.items()]
+        events.append({"customer_id": cid, "kind": "CREATED", "at": now, "actor": actor, "note": None, "changes": {
+            "fields": {API_NAME[a]: as_text(v) for a, v in outcome.values.items()},
+            **{k: v for k, v in causes[cid].items() if v}}})
+    if lineage:
+        await session.execute(insert(LINEAGE), lineage)
+    if events:
+        await session.execute(insert(EVENT), events)
+
+
 async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, list]], *, actor: str,
-                    now: dt.datetime, created: set[int], note: str | None = None) -> set[int]:
-    """Bring these golden records in line with their source records; return the ones still alive.
+                    now: dt.datetime, note: str | None = None) -> set[int]:
+    """Bring stored golden records in line with their source records; return the ones still alive.
 
     Args:
         causes: per golden record id, what happened to it ({"linked": [refs], "updated": [...], ...}),
             written into its event.
-        created: ids created by this unit of work (their first event is CREATED, version 1).
     """
     ids = list(causes)
     if not ids:
@@ -72,19 +92,15 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, lis
                              for f, (v, rid, rule) in new_lineage.items()]
         what = {k: v for k, v in causes[cid].items() if v}
         status = ACTIVE if recs else RETIRED
-        if cid in created:
-            version, kind = cur.version, "CREATED"
-            changes = {"fields": {f: c["after"] for f, c in changed.items()}, **what}
-        else:
-            version = cur.version + 1 if changed or not recs else cur.version
-            kind = ("RETIRED" if not recs else "LINKED" if "linked" in what else
-                    "UPDATED" if changed else "RECORD_UPDATED" if "updated" in what else
-                    "RECORD_REMOVED" if "removed" in what else "RECOMPUTED")
-            changes = {"fields": changed, **what}
+        version = cur.version + 1 if changed or not recs else cur.version
+        kind = ("RETIRED" if not recs else "LINKED" if "linked" in what else
+                "UPDATED" if changed else "RECORD_UPDATED" if "updated" in what else
+                "RECORD_REMOVED" if "removed" in what else "RECOMPUTED")
+        changes = {"fields": changed, **what}
         if changed or status != cur.status or version != cur.version:
             customer_updates.append(binds({"version": version, "status": status, "updated_at": now,
                                             **{a: values.get(a) for a in ATTRIBUTES}}, _id=cid))
-        if cid in created or changed or what or not recs:
+        if changed or what or not recs:
             events.append({"customer_id": cid, "kind": kind, "at": now, "actor": actor, "note": note,
                            "changes": changes})
         if recs:

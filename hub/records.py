@@ -17,10 +17,11 @@ from hub.blocking import delete_keys, records_with_keys, replace_keys
 from hub.candidates import queue_candidates
 from hub.config import Settings
 from hub.errors import BadInput, NotFound
-from hub.golden import binds, recompute
+from hub.golden import binds, recompute, write_fresh
 from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner, exact_keys
 from hub.models import ACTIVE, MERGED, Customer, Event, SourceRecord, SourceSystem, utcnow
 from hub.standardise import FieldError, SystemProfile, standardise
+from hub.survivorship import Contribution, resolve_rules, survive
 
 UNCHANGED, REJECTED = "UNCHANGED", "REJECTED"
 SR = SourceRecord.__table__
@@ -170,15 +171,21 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
         it.placement = planner.place(it.values, record_id=old.id if old is not None else None,
                                      current=old.customer_id if old is not None else None)
 
-    # golden records the batch creates: provisional (negative) labels get real ids
-    new_labels = sorted({planner.find(it.placement.label) for it in work if planner.find(it.placement.label) < 0},
-                        reverse=True)
+    # golden records the batch creates hold only this batch's records: their values are computed here and
+    # inserted whole, with no read-back; batch positions stand in for record ids until those exist
+    fresh: dict[int, list[_Item]] = defaultdict(list)
+    for it in work:
+        root = planner.find(it.placement.label)
+        if root < 0:
+            fresh[root].append(it)
+    outcomes = {label: survive([Contribution(it.pos, src.trust, it.updated_at, it.values) for it in items],
+                               resolve_rules(settings.survivorship)) for label, items in fresh.items()}
     label_id: dict[int, int] = {}
-    if new_labels:
-        ids = (await session.execute(insert(CUSTOMER).returning(CUSTOMER.c.id),
-                                     [{"status": ACTIVE, "version": 1, "created_at": now, "updated_at": now}
-                                      for _ in new_labels])).scalars().all()
-        label_id = dict(zip(new_labels, sorted(ids), strict=True))
+    if fresh:
+        ids = (await session.execute(insert(CUSTOMER).returning(CUSTOMER.c.id, sort_by_parameter_order=True), [
+            {"status": ACTIVE, "version": 1, "created_at": now, "updated_at": now,
+             **{a: outcomes[label].values.get(a) for a in ATTRIBUTES}} for label in fresh])).scalars().all()
+        label_id = dict(zip(fresh, ids, strict=True))
 
     def final(label: int) -> int:
         root = planner.find(label)
@@ -191,13 +198,12 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
 
     new_rows = [it for it in work if it.existing is None]
     if new_rows:
-        ids = (await session.execute(insert(SR).returning(SR.c.id, SR.c.key), [
+        ids = (await session.execute(insert(SR).returning(SR.c.id, sort_by_parameter_order=True), [
             {"system": src.name, "key": it.key, "customer_id": final(it.placement.label), "raw": it.raw,
              "content_hash": it.content_hash, "updated_at": it.updated_at, "received_at": now,
-             **{a: it.values.get(a) for a in ATTRIBUTES}} for it in new_rows])).all()
-        by_key = {row.key: row.id for row in ids}
-        for it in new_rows:
-            it.record_id = by_key[it.key]
+             **{a: it.values.get(a) for a in ATTRIBUTES}} for it in new_rows])).scalars().all()
+        for it, rid in zip(new_rows, ids, strict=True):
+            it.record_id = rid
         src.record_count += len(new_rows)
     changed = [it for it in work if it.existing is not None]
     if changed:
@@ -222,7 +228,11 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
         if p.probability is not None and p.action == LINKED:
             ref = {**ref, "probability": round(p.probability, 6), "rule": p.rule}
         causes[final(p.label)][kind].append(ref)
-    await recompute(session, causes, actor=actor, now=now, created=set(label_id.values()))
+    record_of = {it.pos: it.record_id for it in work}
+    await write_fresh(session, {label_id[label]: outcome for label, outcome in outcomes.items()}, record_of,
+                      causes, actor=actor, now=now)
+    await recompute(session, {cid: c for cid, c in causes.items() if cid not in label_id.values()},
+                    actor=actor, now=now)
     if any(it.placement.action == QUEUED for it in work):
         await queue_candidates(session, [(final(it.placement.label), final(it.placement.review_label),
                                           it.placement.probability, it.placement.explanation)
@@ -266,7 +276,7 @@ async def delete_record(*, session: AsyncSession, system: str, key: str, actor: 
                           .values(record_count=SourceSystem.__table__.c.record_count - 1))
     now = utcnow()
     causes = {row.customer_id: {"removed": [{"system": system, "key": key}]}}
-    alive = await recompute(session, causes, actor=actor, now=now, created=set())
+    alive = await recompute(session, causes, actor=actor, now=now)
     return row.customer_id if row.customer_id in alive else None
 
 

@@ -1,7 +1,6 @@
 """Register and list source systems."""
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.errors import BadInput, NotFound
@@ -54,8 +53,3 @@ async def get_system(*, session: AsyncSession, name: str) -> SourceSystem:
     if system is None:
         raise NotFound(f"unknown source system {name!r}; register it with registerSourceSystem first")
     return system
-
-
-async def list_systems(*, session: AsyncSession) -> list[SourceSystem]:
-    """Return every source system by name."""
-    return list((await session.scalars(select(SourceSystem).order_by(SourceSystem.name))).all())

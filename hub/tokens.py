@@ -5,9 +5,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from hub.db import Reads
 from hub.errors import BadInput
 from hub.models import ApiToken, SourceSystem, utcnow
 
@@ -54,10 +55,14 @@ async def revoke_tokens(*, session: AsyncSession, subject: str) -> int:
     return result.rowcount or 0
 
 
-async def authenticate(*, session: AsyncSession, token: str) -> Principal | None:
-    """Return the principal of a live token, or None."""
+_T = ApiToken.__table__
+_LOOKUP = select(_T.c.subject, _T.c.role, _T.c.system).where(_T.c.token_hash == bindparam("h"),
+                                                             _T.c.revoked_at.is_(None))
+
+
+async def authenticate(*, reads: Reads, token: str) -> Principal | None:
+    """Return the principal of a live token, or None (one indexed lookup: revocation applies at once)."""
     if not token.startswith(PREFIX):
         return None
-    row = (await session.execute(select(ApiToken.subject, ApiToken.role, ApiToken.system).where(
-        ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)))).first()
+    row = await reads.first(_LOOKUP, {"h": hash_token(token)})
     return Principal(row.subject, row.role, row.system) if row else None

@@ -12,7 +12,7 @@ from strawberry.asgi import GraphQL
 
 from authz import Authorizer
 from hub.config import Settings, get_settings
-from hub.db import Database
+from hub.db import Database, Reads
 from hub.tokens import Principal, authenticate
 from schema.build import build_schema
 from schema.context import Context, Services
@@ -37,26 +37,32 @@ class HubGraphQL(GraphQL):
             return
         request = Request(scope, receive)
         if request.method == "GET" and "query" not in request.query_params:
-            await super().__call__(scope, receive, send)  # the GraphiQL page: it holds no data
+            # the GraphiQL page holds no data; the token is set in its headers pane
+            await (await self.render_graphql_ide(request))(scope, receive, send)
             return
-        principal = await self._principal(request)
-        if principal is None:
-            await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
-                scope, receive, send)
-            return
-        scope.setdefault("state", {})["principal"] = principal
-        await super().__call__(scope, receive, send)
+        reads = Reads(self.services.db)
+        try:
+            principal = await self._principal(request, reads)
+            if principal is None:
+                await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
+                    scope, receive, send)
+                return
+            state = scope.setdefault("state", {})
+            state["principal"], state["reads"] = principal, reads
+            await super().__call__(scope, receive, send)
+        finally:
+            await reads.close()
 
-    async def _principal(self, request: Request) -> Principal | None:
+    async def _principal(self, request: Request, reads: Reads) -> Principal | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        async with self.services.db.session() as session:
-            return await authenticate(session=session, token=token.strip())
+        return await authenticate(reads=reads, token=token.strip())
 
     async def get_context(self, request: Any, response: Any) -> Context:
+        reads = request.state.reads
         return Context(request=request, response=response, services=self.services,
-                       principal=request.state.principal, loaders=Loaders(self.services.db))
+                       principal=request.state.principal, reads=reads, loaders=Loaders(reads))
 
 
 def build_services(settings: Settings | None = None, *, db: Database | None = None,
@@ -85,7 +91,9 @@ def create_app(services: Services | None = None) -> Starlette:
         await services.db.dispose()
 
     graphql = HubGraphQL(services)
-    app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
+    # "/graphql/" too: clients that join a base URL and an empty path (httpx) add the slash
+    app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]),
+                            Route("/graphql/", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
                             Route("/readyz", readyz)], lifespan=lifespan)
     app.state.services = services
     return app

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
-    MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, SchemaExtension, ValidationCache,
+    AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, SchemaExtension,
+    ValidationCache,
 )
 
 from hub.config import Settings, get_settings
@@ -35,6 +36,10 @@ class ForbiddenFields(SchemaExtension):
 def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     """Build the hub's schema with the configured limits."""
     s = settings or get_settings()
+    # the limiters' rule classes are built once: new classes per request would defeat ValidationCache,
+    # whose key includes the rules
+    rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
+             *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return strawberry.Schema(
         query=Query,
         mutation=Mutation,
@@ -42,9 +47,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
         extensions=[
             lambda: ParserCache(maxsize=512),
             lambda: ValidationCache(maxsize=512),
-            lambda: QueryDepthLimiter(max_depth=s.max_query_depth),
+            lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=s.max_query_tokens),
-            lambda: MaxAliasesLimiter(max_alias_count=s.max_aliases),
             HubMaskErrors,
             ForbiddenFields,
         ],

@@ -9,7 +9,7 @@ from starlette.requests import Request
 
 from authz import Access, Authorizer
 from hub.config import Settings
-from hub.db import Database
+from hub.db import Database, Reads
 from hub.tokens import Principal
 from schema.loaders import Loaders
 
@@ -30,6 +30,7 @@ class Context:
     response: Any
     services: Services
     principal: Principal
+    reads: Reads
     loaders: Loaders
     # Type.field -> path of its first forbidden read: one FORBIDDEN error per field, not one per list item
     forbidden: dict[str, list] = field(default_factory=dict)

@@ -8,17 +8,17 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from strawberry.dataloader import DataLoader
 
-from hub.db import Database
+from hub.db import Reads
 from hub.models import ACTIVE, MERGED, Customer, Event, Lineage, SourceRecord
 
 CUSTOMER, SR, LINEAGE, EVENT = Customer.__table__, SourceRecord.__table__, Lineage.__table__, Event.__table__
 
 
 class Loaders:
-    """The loaders of one request; each batch runs on its own pooled connection."""
+    """The loaders of one request, reading through the request's connection."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, reads: Reads) -> None:
+        self.reads = reads
         self.customer = DataLoader(self._customers)
         self.records_of = DataLoader(self._records_of)
         self.record = DataLoader(self._records)
@@ -26,8 +26,7 @@ class Loaders:
         self.history = DataLoader(self._history)
 
     async def _rows(self, stmt, params: dict[str, Any]) -> list[Any]:
-        async with self.db.engine.connect() as conn:
-            return list(await conn.execute(stmt, params))
+        return await self.reads.all(stmt, params)
 
     async def _customers(self, ids: Sequence[int]) -> list[Any]:
         """Live golden records by id; a merged-away id gives its survivor, a retired one None."""

@@ -6,7 +6,7 @@ from sqlalchemy import select
 
 from hub.errors import BadInput, Forbidden
 from hub.models import ACTIVE, Customer as CustomerRow, MatchCandidate as CandidateRow, SourceRecord as RecordRow
-from hub.systems import list_systems
+from hub.models import SourceSystem as SystemRow
 from schema.errors import operation
 from schema.types import (
     CandidateStatus, Customer, CustomerConnection, CustomerEdge, MatchCandidate, MatchCandidateConnection,
@@ -40,8 +40,7 @@ def check_system(info: strawberry.Info, system: str) -> None:
 
 
 async def _page(info: strawberry.Info, stmt, first: int):
-    async with info.context.db.engine.connect() as conn:
-        rows = list(await conn.execute(stmt.limit(first + 1)))
+    rows = await info.context.reads.all(stmt.limit(first + 1))
     return rows[:first], len(rows) > first
 
 
@@ -66,16 +65,15 @@ class Query:
     @strawberry.field
     @operation
     async def source_systems(self, info: strawberry.Info) -> list[SourceSystem]:
-        async with info.context.db.session() as session:
-            return [SourceSystem(row=s) for s in await list_systems(session=session)]
+        t = SystemRow.__table__
+        return [SourceSystem(row=s) for s in await info.context.reads.all(select(t).order_by(t.c.name))]
 
     @strawberry.field
     @operation
     async def source_record(self, info: strawberry.Info, system: str, key: str) -> SourceRecord | None:
         check_system(info, system)
         t = RecordRow.__table__
-        async with info.context.db.engine.connect() as conn:
-            row = (await conn.execute(select(t).where(t.c.system == system, t.c.key == key))).first()
+        row = await info.context.reads.first(select(t).where(t.c.system == system, t.c.key == key))
         return SourceRecord(row=row) if row is not None else None
 
     @strawberry.field

@@ -196,6 +196,10 @@ class AttributeLineage:
     async def source_record(self, info: strawberry.Info) -> SourceRecord | None:
         if self.row.source_record_id is None:
             return None
+        # lineage names the customer's own records: the batch that serves Customer.sourceRecords serves this
+        for row in await info.context.loaders.records_of.load(self.row.customer_id):
+            if row.id == self.row.source_record_id:
+                return SourceRecord(row=row)
         row = await info.context.loaders.record.load(self.row.source_record_id)
         return SourceRecord(row=row) if row is not None else None
 
