@@ -124,15 +124,15 @@ def load(file: Path, system: str, batch: int, actor: str) -> None:
     """Register records from JSONL or CSV, through the same path as registerRecords."""
     from tqdm import tqdm
 
+    from hub.matcher import load_scorer
     from hub.records import RecordInput
-    from schema.app import load_scorer
 
     settings = get_settings()
     upgrade(settings.database_url)
 
     async def go() -> collections.Counter:
         db = Database(settings.database_url)
-        scorer = await load_scorer(db)
+        scorer = await load_scorer(db, settings.match_model)
         counts: collections.Counter = collections.Counter()
         rejected: list[str] = []
         try:

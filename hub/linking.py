@@ -19,9 +19,21 @@ CREATED, LINKED, UPDATED, QUEUED = "CREATED", "LINKED", "UPDATED", "QUEUED_FOR_R
 class Scorer(Protocol):
     """What the planner needs of a probabilistic match model."""
 
-    def blocking_keys(self, values: Mapping[str, Any]) -> set[str]: ...
-    def prepare(self, values: Mapping[str, Any]) -> Any: ...
+    def prepare(self, values: Mapping[str, Any]) -> tuple[Any, set[str]]: ...  # features, blocking keys
     def score_cluster(self, rec: Any, members: Sequence[Any]) -> Any: ...  # .probability, .explanation
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What linking needs of one record, computed once: its lookup keys and the model's features."""
+
+    exact: tuple
+    blocking: frozenset[str]
+    prepared: Any
+
+    @property
+    def keys(self) -> tuple:
+        return (*self.exact, *self.blocking)
 
 
 def exact_keys(values: Mapping[str, Any], rules: Sequence[Sequence[str]]) -> list[tuple]:
@@ -42,8 +54,7 @@ def rule_name(rule: Sequence[str]) -> str:
 @dataclass
 class Known:
     label: int
-    values: Mapping[str, Any]
-    prepared: Any = None
+    profile: Profile
 
 
 @dataclass
@@ -71,25 +82,25 @@ class Planner:
     _next_new: int = -1
     _next_batch_id: int = -1_000_000_000
 
-    def keys_of(self, values: Mapping[str, Any]) -> list:
-        """All lookup keys of a record: deterministic ones and the model's blocking keys."""
-        keys: list = exact_keys(values, self.exact_rules)
-        if self.scorer is not None:
-            keys.extend(self.scorer.blocking_keys(values))
-        return keys
+    def profile(self, values: Mapping[str, Any]) -> Profile:
+        """Compute a record's lookup keys and model features."""
+        exact = tuple(exact_keys(values, self.exact_rules))
+        if self.scorer is None:
+            return Profile(exact, frozenset(), None)
+        prepared, keys = self.scorer.prepare(values)
+        return Profile(exact, frozenset(keys), prepared)
 
-    def add_known(self, record_id: int, label: int, values: Mapping[str, Any]) -> None:
+    def add_known(self, record_id: int, label: int, profile: Profile) -> None:
         """Make a stored (or already placed) record available to link to."""
-        prepared = self.scorer.prepare(values) if self.scorer is not None else None
-        self.known[record_id] = Known(label, values, prepared)
-        for k in self.keys_of(values):
+        self.known[record_id] = Known(label, profile)
+        for k in profile.keys:
             self.index.setdefault(k, set()).add(record_id)
 
     def forget(self, record_id: int) -> None:
         """Drop a stored record (it is being replaced by its new version)."""
         known = self.known.pop(record_id, None)
         if known is not None:
-            for k in self.keys_of(known.values):
+            for k in known.profile.keys:
                 self.index.get(k, set()).discard(record_id)
 
     def find(self, label: int) -> int:
@@ -114,36 +125,32 @@ class Planner:
         label, self._next_new = self._next_new, self._next_new - 1
         return label
 
-    def _scores(self, values: Mapping[str, Any], prepared: Any, record_id: int | None) -> dict[int, tuple]:
+    def _scores(self, profile: Profile, record_id: int | None) -> dict[int, tuple]:
         """Score every candidate golden record: (probability, rule, explanation) per label."""
-        exact = set(exact_keys(values, self.exact_rules))
-        by_label: dict[int, list[Known]] = {}
+        exact = set(profile.exact)
+        by_label: dict[int, dict[int, Any]] = {}
         best: dict[int, tuple] = {}
-        for k in self.keys_of(values):
+        for k in profile.keys:
             for rid in self.index.get(k, ()):
                 if rid == record_id:
                     continue
                 known = self.known[rid]
                 label = self.find(known.label)
-                if (record_id, label) in self.forbidden or (record_id, known.label) in self.forbidden:
+                if (record_id, label) in self.forbidden:
                     continue
-                if k in exact:
+                if k in exact and label not in best:
                     best[label] = (1.0, rule_name(self.exact_rules[k[1]]), None)
-                by_label.setdefault(label, []).append(known)
+                by_label.setdefault(label, {})[rid] = known.profile.prepared
         if self.scorer is not None:
             for label, members in by_label.items():
-                if label in best:
-                    continue
-                unique = list({id(m): m.prepared for m in members}.values())
-                s = self.scorer.score_cluster(prepared, unique)
-                best[label] = (s.probability, "match-model", s.explanation)
+                if label not in best:
+                    s = self.scorer.score_cluster(profile.prepared, list(members.values()))
+                    best[label] = (s.probability, "match-model", s.explanation)
         return best
 
-    def place(self, values: Mapping[str, Any], *, record_id: int | None = None,
-              current: int | None = None) -> Placement:
+    def place(self, profile: Profile, *, record_id: int | None = None, current: int | None = None) -> Placement:
         """Decide where one record goes and remember it for the records after it."""
-        prepared = self.scorer.prepare(values) if self.scorer is not None else None
-        scores = self._scores(values, prepared, record_id)
+        scores = self._scores(profile, record_id)
         links = [lbl for lbl, s in scores.items() if s[0] >= self.link_threshold]
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1][0], kv[0]))
         if current is not None:
@@ -163,9 +170,7 @@ class Planner:
             placement = Placement(self._new_label(), CREATED)
         rid = record_id if record_id is not None else self._batch_id()
         self.forget(rid)
-        self.known[rid] = Known(placement.label, values, prepared)
-        for k in self.keys_of(values):
-            self.index.setdefault(k, set()).add(rid)
+        self.add_known(rid, placement.label, profile)
         return placement
 
     def _batch_id(self) -> int:

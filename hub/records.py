@@ -18,7 +18,7 @@ from hub.candidates import queue_candidates
 from hub.config import Settings
 from hub.errors import BadInput, NotFound
 from hub.golden import binds, recompute, write_fresh
-from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner, exact_keys
+from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner
 from hub.models import ACTIVE, MERGED, Customer, Event, SourceRecord, SourceSystem, utcnow
 from hub.standardise import FieldError, SystemProfile, standardise
 from hub.survivorship import Contribution, resolve_rules, survive
@@ -59,6 +59,7 @@ class _Item:
     existing: Any = None  # the stored row (id, customer_id, content_hash, updated_at) when the key is known
     placement: Any = None
     record_id: int | None = None
+    profile: Any = None
 
 
 def content_hash(raw: Mapping[str, Any]) -> str:
@@ -105,7 +106,7 @@ async def _load_candidates(session: AsyncSession, planner: Planner, items: list[
     cols = [SR.c.id, SR.c.customer_id, *(SR.c[a] for a in ATTRIBUTES)]
     wanted: dict[int, Any] = {}
     for i, rule in enumerate(settings.exact_rules):
-        firsts = {k[2] for it in items for k in exact_keys(it.values, [rule])}
+        firsts = {k[2] for it in items for k in it.profile.exact if k[1] == i}
         if not firsts:
             continue
         rows = await session.execute(select(*cols).where(SR.c[rule[0]].in_(bindparam(f"v{i}", expanding=True))),
@@ -116,7 +117,7 @@ async def _load_candidates(session: AsyncSession, planner: Planner, items: list[
         for row in await records_with_keys(session, blocking, cols):
             wanted[row.id] = row
     for row in wanted.values():
-        planner.add_known(row.id, row.customer_id, {a: row._mapping[a] for a in ATTRIBUTES})
+        planner.add_known(row.id, row.customer_id, planner.profile({a: row._mapping[a] for a in ATTRIBUTES}))
 
 
 async def register_records(*, session: AsyncSession, system: str, records: Sequence[RecordInput], actor: str,
@@ -162,13 +163,13 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
                  planner: Planner, now: dt.datetime, results: list) -> None:
     """Plan the links of the changed records, then write everything set-based."""
     blocking: set[str] = set()
-    if planner.scorer is not None:
-        for it in work:
-            blocking |= planner.scorer.blocking_keys(it.values)
+    for it in work:
+        it.profile = planner.profile(it.values)
+        blocking |= it.profile.blocking
     await _load_candidates(session, planner, work, settings, blocking)
     for it in work:
         old = it.existing
-        it.placement = planner.place(it.values, record_id=old.id if old is not None else None,
+        it.placement = planner.place(it.profile, record_id=old.id if old is not None else None,
                                      current=old.customer_id if old is not None else None)
 
     # golden records the batch creates hold only this batch's records: their values are computed here and
@@ -217,7 +218,7 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
         for it in changed:
             it.record_id = it.existing.id
     if planner.scorer is not None:
-        await replace_keys(session, {it.record_id: planner.scorer.blocking_keys(it.values) for it in work})
+        await replace_keys(session, {it.record_id: it.profile.blocking for it in work})
 
     # survivorship and audit for every golden record the batch touched
     causes: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))

@@ -11,6 +11,9 @@ no key is shared by more than a handful of records even at 1M people:
   h:<name>|<line 1>    when the postcode is missing
   y:<given>|<family>|<year of birth>  both names, year only: survives day/month swaps + a move
   m:<email user>|<name>  new mailbox at another provider with the same user part
+  q:<given[:2]><family[:2]>|<postcode>  typos in both names (Brittney Poole / Britney Pooue)
+  w:<dob>|<postcode>   initials and missing names ("J." with no family name)
+  s:<sorted letters of the user part>@<domain>  transposed / re-typed letters in an email
 
 A name token is never a key on its own.
 """
@@ -47,6 +50,13 @@ def keys_from_features(row: Mapping) -> set[str]:
             out.add(f"h:{t}|{addr}")
         if row["email_user"]:
             out.add(f"m:{row['email_user']}|{t}")
+    if row["given"] and row["family"] and pc:
+        out.add(f"q:{row['given'][:2]}{row['family'][:2]}|{pc}")
+    if dob and pc:
+        out.add(f"w:{dob}|{pc}")
+    if row["email"]:
+        user, _, domain = row["email"].partition("@")
+        out.add("s:" + "".join(sorted(user)) + "@" + domain)
     if dob and row["family"] and row["given_nick"]:
         fam = row["family"]
         for g in row["given_nick"]:

@@ -24,6 +24,8 @@ from .spec import COMPARISONS, ComparisonSpec
 M_U_CLAMP_MIN = 1e-300          # splink.internals.comparison_level.M_U_CLAMP_MIN
 LEVEL_NOT_OBSERVED = 1e-6       # Splink's value for a "level not observed" m/u
 _SPECS = {c.name: c for c in COMPARISONS}
+# (comparison, level) pairs that mean "plainly a different person" for score_cluster
+DEFAULT_CONFLICT_LEVELS = (("given_name", "else"), ("date_of_birth", "else"))
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,11 @@ class MatchModel:
         self.term_frequencies: dict[str, dict[str, float]] = {
             col: dict(table) for col, table in (data.get("term_frequencies") or {}).items()}
         self.tf_columns = sorted({lv.tf_col for _, levels in self.comparisons for lv in levels if lv.tf_col})
+        decision = data.get("matching_decision") or {}
+        self.conflict_levels = {tuple(x) for x in decision.get("conflict_levels", DEFAULT_CONFLICT_LEVELS)}
+        cap_p = float(decision.get("conflict_cap_probability", 0.9))
+        self.conflict_cap_weight = math.log2(cap_p / (1.0 - cap_p))
+        self.cluster_conflict = bool(decision.get("cluster_conflict", True))
         missing = [c for c in self.tf_columns if c not in self.term_frequencies]
         if missing:
             raise ValueError(f"model JSON lacks term_frequencies for {missing}")
@@ -189,20 +196,36 @@ class MatchModel:
     def score_cluster(self, rec: Prepared, members: Sequence[Prepared]) -> Score:
         """How strongly `rec` belongs to the golden record made of `members`.
 
-        The best pairwise score, vetoed by contradiction: if some member the record is compared
-        with has a strongly negative weight (a clearly different person: another given name
-        and birth date), the cluster score is the best score minus that contradiction, so one
-        strong pair cannot pull a record into a cluster that otherwise describes someone else.
+        The best pairwise score against any member, with a conflict rule on top of the
+        Fellegi-Sunter weights: a pair that falls in a conflict level (by default given name
+        "else" or birth date "else": both present and plainly different) is capped at
+        `conflict_cap_probability`, i.e. at most a review, never an automatic link; and with
+        `cluster_conflict` a conflict with ANY member caps the whole cluster score, so one
+        strong pair cannot pull a record into a golden record that also holds someone it
+        contradicts. Why: household members share family name, address, phone and sometimes
+        the mailbox or (twins) the birth date; those agreements are not independent evidence, and
+        no per-comparison weight is big enough to outvote all of them in a naive-Bayes sum
+        without also breaking true matches. The explanation gets a "decision" entry when capped.
         """
         if not members:
             return Score(float("-inf"), 0.0, [])
-        scores = [self.score(rec, m) for m in members]
-        best = max(scores, key=lambda s: s.match_weight)
-        worst = min(s.match_weight for s in scores)
-        if worst >= CONTRADICTION_WEIGHT:
+        cap = self.conflict_cap_weight
+        best: Score | None = None
+        best_w = float("-inf")
+        conflict = None
+        for m in members:
+            s = self.score(rec, m)
+            w = s.match_weight
+            hit = next((e for e in s.explanation if (e.comparison, e.level) in self.conflict_levels), None)
+            if hit is not None:
+                conflict = conflict or hit
+                w = min(w, cap)
+            if w > best_w:
+                best, best_w = s, w
+        assert best is not None
+        if conflict is not None and self.cluster_conflict:
+            best_w = min(best_w, cap)
+        if best_w == best.match_weight:
             return best
-        mw = best.match_weight + (worst - CONTRADICTION_WEIGHT)
-        return Score(mw, probability_from_weight(mw), best.explanation)
-
-
-CONTRADICTION_WEIGHT = -10.0
+        note = Explanation("decision", f"capped: {conflict.comparison} {conflict.level}", best_w - best.match_weight)
+        return Score(best_w, probability_from_weight(best_w), best.explanation + [note])

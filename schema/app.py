@@ -13,6 +13,7 @@ from strawberry.asgi import GraphQL
 from authz import Authorizer
 from hub.config import Settings, get_settings
 from hub.db import Database, Reads
+from hub.matcher import load_scorer
 from hub.tokens import Principal, authenticate
 from schema.build import build_schema
 from schema.context import Context, Services
@@ -87,6 +88,8 @@ def create_app(services: Services | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):
+        if services.scorer is None:
+            services.scorer = await load_scorer(services.db, services.settings.match_model)
         yield
         await services.db.dispose()
 
@@ -97,8 +100,3 @@ def create_app(services: Services | None = None) -> Starlette:
                             Route("/readyz", readyz)], lifespan=lifespan)
     app.state.services = services
     return app
-
-
-async def load_scorer(db: Database) -> Any:
-    """Return the real-time evaluator of the match model in use, or None while none is configured."""
-    return None

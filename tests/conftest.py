@@ -19,13 +19,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from authz import Authorizer
 from hub.config import Settings
 from hub.db import Database
+from hub.matcher import default_scorer
 from hub.migrate import upgrade
 from hub.tokens import create_token
 from schema.app import build_services, create_app
 
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-TABLES = ("lineage", "event", "blocking_key", "match_candidate", "source_record", "customer", "api_token",
-          "source_system")
+TABLES = ("lineage", "event", "blocking_key", "match_candidate", "match_model", "source_record", "customer",
+          "api_token", "source_system")
 
 
 async def _admin(sql: str) -> None:
@@ -84,7 +85,7 @@ def settings(db_url) -> Settings:
 
 @pytest.fixture
 def services(db, settings):
-    return build_services(settings, db=db, authorizer=Authorizer())
+    return build_services(settings, db=db, authorizer=Authorizer(), scorer=default_scorer())
 
 
 @pytest.fixture

@@ -80,7 +80,8 @@ async def test_customers_are_paged_by_cursor(admin):
 
 async def test_page_of_customers_with_records_and_lineage_is_a_handful_of_statements(admin, db):
     await add_system(admin)
-    await register(admin, "crm", *[rec(f"K{i}", email=f"u{i}@x.org", givenName="Al", familyName=f"N{i}")
+    await register(admin, "crm", *[rec(f"K{i}", email=f"user{i:03d}.{chr(97 + i % 26) * 3}@d{i}.org",
+                                        givenName="Al", familyName=f"Name{chr(97 + i % 26)}{chr(97 + i // 26)}")
                                     for i in range(60)])
     statements = []
     listener = lambda *a: statements.append(a[2])  # noqa: E731

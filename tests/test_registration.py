@@ -114,7 +114,7 @@ async def test_email_and_birth_date_link_within_one_batch(admin):
     await add_system(admin)
     res = await register(admin, "crm", rec("A", email="kim@x.org", dateOfBirth="1980-02-03", givenName="Kim"),
                          rec("B", email="KIM@x.org", dateOfBirth="1980-02-03", familyName="Lee"),
-                         rec("C", email="kim@x.org", dateOfBirth="1981-02-03", familyName="Lee"))
+                         rec("C", email="max@y.org", dateOfBirth="1955-07-19", givenName="Max", familyName="Lee"))
     assert [r["action"] for r in res] == ["CREATED", "LINKED", "CREATED"]
     assert res[0]["customer"]["id"] == res[1]["customer"]["id"] != res[2]["customer"]["id"]
 

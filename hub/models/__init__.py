@@ -1,11 +1,11 @@
 """Every table of the hub; importing this package registers them on SQLModel.metadata."""
 from hub.models.customers import ACTIVE, MERGED, RETIRED, Customer, Lineage
 from hub.models.events import Event
-from hub.models.matching import BlockingKey, MatchCandidate
+from hub.models.matching import BlockingKey, MatchCandidate, MatchModelVersion
 from hub.models.records import SourceRecord
 from hub.models.systems import SourceSystem
 from hub.models.tokens import ApiToken
 from hub.models.types import utcnow
 
 __all__ = ["ACTIVE", "MERGED", "RETIRED", "ApiToken", "BlockingKey", "Customer", "Event", "Lineage",
-           "MatchCandidate", "SourceRecord", "SourceSystem", "utcnow"]
+           "MatchCandidate", "MatchModelVersion", "SourceRecord", "SourceSystem", "utcnow"]

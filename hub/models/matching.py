@@ -37,3 +37,18 @@ class MatchCandidate(SQLModel, table=True):
     resolved_by: str | None = Field(default=None, max_length=200)
     resolved_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     note: str | None = Field(default=None)
+
+
+class MatchModelVersion(SQLModel, table=True):
+    """A trained match model (Splink 5 JSON), versioned; the hub uses the newest unless told otherwise."""
+
+    __tablename__ = "match_model"
+
+    id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
+    created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+    actor: str = Field(max_length=200)
+    records: int = Field(default=0)           # how many source records it was trained on
+    seconds: float = Field(default=0.0)       # training time
+    params: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)   # training parameters
+    model: dict[str, Any] = Field(sa_type=sa.JSON)
+    note: str | None = Field(default=None)
