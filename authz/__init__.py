@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 import casbin
 from casbin.persist import Adapter
 
-__all__ = ["ACTIONS", "Access", "Authorizer", "default_model_path", "default_policy_rows", "mask"]
+__all__ = ["ACTIONS", "Access", "Authorizer", "default_model_path", "default_policy_rows", "mask",
+           "validate_row"]
 
 _HERE = pathlib.Path(__file__).resolve().parent
 
@@ -46,7 +47,7 @@ def default_model_path() -> pathlib.Path:
 def default_policy_rows() -> list[tuple[str, ...]]:
     """The rows of policy.csv (comments and blank lines dropped), validated."""
     text = (_HERE / "policy.csv").read_text(encoding="utf-8")
-    return [_row(line.split(",")) for line in map(str.strip, text.splitlines()) if line and line[0] != "#"]
+    return [validate_row(line.split(",")) for line in map(str.strip, text.splitlines()) if line and line[0] != "#"]
 
 
 def mask(value: str | None, keep: int = 4) -> str | None:
@@ -58,9 +59,9 @@ def mask(value: str | None, keep: int = 4) -> str | None:
     return "*" * (len(value) - keep) + value[-keep:]
 
 
-def _row(row: Sequence[str]) -> tuple[str, ...]:
+def validate_row(row: Sequence[str]) -> tuple[str, ...]:
     """Normalise one row; reject anything Casbin would silently ignore or misread (a typo in a deny
-    row must not quietly leave a field open)."""
+    row must not quietly leave a field open). Raises ValueError."""
     r = tuple(str(x).strip() for x in row)
     if len(r) == 5 and r[0] == "p":
         _, sub, obj, act, eft = r
@@ -73,7 +74,7 @@ def _row(row: Sequence[str]) -> tuple[str, ...]:
 
 
 def _rows(rows: Iterable[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
-    return tuple(dict.fromkeys(_row(r) for r in rows))  # validated, duplicates dropped, order kept
+    return tuple(dict.fromkeys(validate_row(r) for r in rows))  # validated, duplicates dropped, order kept
 
 
 @functools.lru_cache(maxsize=1024)
@@ -170,7 +171,7 @@ class Authorizer:
 
     def add(self, row: Sequence[str]) -> bool:
         """Add one row; False if it is already there."""
-        row = _row(row)
+        row = validate_row(row)
         with self._write_lock:
             rows = self._policy.rows
             if row in rows:
@@ -180,7 +181,7 @@ class Authorizer:
 
     def remove(self, row: Sequence[str]) -> bool:
         """Remove one row; False if it is not there."""
-        row = _row(row)
+        row = validate_row(row)
         with self._write_lock:
             rows = self._policy.rows
             if row not in rows:

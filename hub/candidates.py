@@ -22,9 +22,12 @@ def explanation_json(explanation) -> list[dict] | None:
 
 
 async def queue_candidates(session: AsyncSession, pairs: Iterable[tuple[int, int, float, object]], *,
-                           now: dt.datetime) -> None:
-    """Queue (new golden record, best existing one, probability, explanation) pairs for review."""
-    rows = [{"customer_id": a, "other_customer_id": b, "probability": float(p),
+                           now: dt.datetime, middle: float) -> None:
+    """Queue (new golden record, best existing one, probability, explanation) pairs for review.
+
+    `middle` is the middle of the review band: the queue serves the candidates nearest it first.
+    """
+    rows = [{"customer_id": a, "other_customer_id": b, "probability": float(p), "uncertainty": abs(float(p) - middle),
              "explanation": explanation_json(e), "status": PENDING, "created_at": now}
             for a, b, p, e in pairs if a != b]
     if rows:

@@ -1,4 +1,4 @@
-"""The `hub` command: serve, migrate, token, load."""
+"""The `hub` command: serve, migrate, token, policy, load."""
 from __future__ import annotations
 
 import asyncio
@@ -96,6 +96,73 @@ def token_revoke(subject: str) -> None:
             await db.dispose()
 
     click.echo(f"revoked {_run(go())} token(s) of {subject}", err=True)
+
+
+@main.group()
+def policy() -> None:
+    """List and edit the authorization policy; running servers apply changes within a second."""
+
+
+async def _in_database(fn, *, write: bool):
+    """Run fn(session) in one session of the configured database (a write transaction if asked)."""
+    db = Database(get_settings().database_url)
+    try:
+        async with db.write() if write else db.session() as session:
+            return await fn(session)
+    finally:
+        await db.dispose()
+
+
+@policy.command("list")
+def policy_list() -> None:
+    """Print the stored policy rows, one per line, as in authz/policy.csv."""
+    from hub.policy import current_revision, list_rows
+
+    async def read(session):
+        return await current_revision(session=session), await list_rows(session=session)
+
+    upgrade(get_settings().database_url)
+    revision, rows = _run(_in_database(read, write=False))
+    for row in rows:
+        click.echo(", ".join(row))
+    click.echo(f"policy revision {revision}: {len(rows)} rows", err=True)
+
+
+def _edit(verb: str, edit, row: tuple[str, ...], actor: str) -> None:
+    """Apply one policy edit and print what changed."""
+    from hub.policy import parse_row
+
+    try:
+        parsed = parse_row(row)
+    except HubError as e:
+        raise click.ClickException(str(e)) from None
+    upgrade(get_settings().database_url)
+    revision = _run(_in_database(lambda session: edit(session=session, row=parsed, actor=actor), write=True))
+    text = ", ".join(parsed)
+    if revision is None:
+        click.echo(f"unchanged: {text} is {'already' if verb == 'added' else 'not'} in the policy")
+    else:
+        click.echo(f"{verb} {text} (policy revision {revision})")
+
+
+@policy.command("add")
+@click.argument("row", nargs=-1, required=True)
+@click.option("--actor", default="cli:policy", show_default=True, help="Recorded in the audit event.")
+def policy_add(row: tuple[str, ...], actor: str) -> None:
+    """Add a row: ROLE OBJECT ACTION allow|deny (e.g. reader Customer.email read deny), or g MEMBER PARENT."""
+    from hub.policy import add_row
+
+    _edit("added", add_row, row, actor)
+
+
+@policy.command("remove")
+@click.argument("row", nargs=-1, required=True)
+@click.option("--actor", default="cli:policy", show_default=True, help="Recorded in the audit event.")
+def policy_remove(row: tuple[str, ...], actor: str) -> None:
+    """Remove a row, written as for `hub policy add`."""
+    from hub.policy import remove_row
+
+    _edit("removed", remove_row, row, actor)
 
 
 def read_records(path: Path) -> Iterator[dict]:

@@ -10,10 +10,12 @@ allows one writer at a time).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 from contextlib import asynccontextmanager
 
-from sqlalchemy import event, text
+from sqlalchemy import ARRAY, JSON, BigInteger, Table, event, func, literal, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -115,6 +117,33 @@ class Database:
 @asynccontextmanager
 async def _nullcontext() -> AsyncIterator[None]:
     yield None
+
+
+COPY_MIN_ROWS = 200
+
+
+def any_of(session: AsyncSession, column, values: Sequence[int]) -> Any:
+    """`column IN values` as a single parameter, however many values (drivers cap parameters at ~32k)."""
+    if session.bind.dialect.name == "postgresql":
+        return column == func.any(literal(list(values), ARRAY(BigInteger)))
+    return column.in_(select(func.json_each(json.dumps(list(values))).table_valued("value").c.value)
+                      .scalar_subquery())
+
+
+async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert many rows without RETURNING: PostgreSQL COPY on the transaction's own connection, else INSERT."""
+    if not rows:
+        return
+    # COPY pays an extra round trip to read the column types: it wins for big batches only
+    if session.bind.dialect.name != "postgresql" or len(rows) < COPY_MIN_ROWS:
+        await session.execute(table.insert(), rows)
+        return
+    columns = list(rows[0])
+    as_json = {c for c in columns if isinstance(table.c[c].type, JSON)}
+    records = [tuple(json.dumps(r[c]) if c in as_json and r[c] is not None else r[c] for c in columns)
+               for r in rows]
+    raw = await (await session.connection()).get_raw_connection()
+    await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns)
 
 
 class Reads:

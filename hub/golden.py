@@ -10,19 +10,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.attributes import API_NAME, ATTRIBUTES, as_text
 from hub.config import get_settings
+from hub.db import bulk_insert
 from hub.models import ACTIVE, RETIRED, Customer, Event, Lineage, SourceRecord, SourceSystem
-from hub.survivorship import Contribution, Outcome, resolve_rules, survive
+from hub.survivorship import STEWARD_OVERRIDE, Contribution, Outcome, resolve_rules, survive
 
-SR, CUSTOMER, LINEAGE, EVENT = (SourceRecord.__table__, Customer.__table__, Lineage.__table__, Event.__table__)
+SR, CUSTOMER, LINEAGE, EVENT, SYSTEM = (SourceRecord.__table__, Customer.__table__, Lineage.__table__,
+                                       Event.__table__, SourceSystem.__table__)
 
 
 def binds(values: Mapping[str, object], **keys: object) -> dict[str, object]:
     """Name update parameters apart from the columns they set (SQLAlchemy reserves the column names)."""
     return {**{"b_" + k: v for k, v in values.items()}, **keys}
-
-
-async def _trust(session: AsyncSession) -> dict[str, int]:
-    return dict((await session.execute(select(SourceSystem.name, SourceSystem.trust))).all())
 
 
 async def write_fresh(session: AsyncSession, outcomes: Mapping[int, Outcome], record_of: Mapping[int, int],
@@ -38,41 +36,54 @@ async def write_fresh(session: AsyncSession, outcomes: Mapping[int, Outcome], re
         lineage += [{"customer_id": cid, "field": f, "value": as_text(c.value), "source_record_id": record_of[c.record_id],
                      "rule": c.rule} for f, c in outcome.lineage.items()]
         events.append({"customer_id": cid, "kind": "CREATED", "at": now, "actor": actor, "note": None, "changes": {
-            "fields": {API_NAME[a]: as_text(v) for a, v in outcome.values.items()},
+            "fields": {API_NAME[a]: as_text(v) for a, v in outcome.values.items()}, "version": 1,
             **{k: v for k, v in causes[cid].items() if v}}})
-    if lineage:
-        await session.execute(insert(LINEAGE), lineage)
-    if events:
-        await session.execute(insert(EVENT), events)
+    await bulk_insert(session, LINEAGE, lineage)
+    await bulk_insert(session, EVENT, events)
 
 
-async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, list]], *, actor: str,
-                    now: dt.datetime, note: str | None = None) -> set[int]:
+def typed(api: str, text: str | None) -> object:
+    """Turn a lineage text back into the column's value (dates are stored as dates)."""
+    if text is None:
+        return None
+    return dt.date.fromisoformat(text) if api == "dateOfBirth" else text
+
+
+async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, object]], *, actor: str,
+                    now: dt.datetime, note: str | None = None, kind: str | None = None,
+                    overrides: Mapping[int, Mapping[str, str | None]] | None = None) -> set[int]:
     """Bring stored golden records in line with their source records; return the ones still alive.
+
+    Steward overrides live in the lineage (rule steward-override) and win over every rule until cleared.
 
     Args:
         causes: per golden record id, what happened to it ({"linked": [refs], "updated": [...], ...}),
             written into its event.
+        kind: the event kind to write (default: derived from the causes).
+        overrides: per golden record, API field -> new steward value (None clears the override).
     """
     ids = list(causes)
     if not ids:
         return set()
     rules = resolve_rules(get_settings().survivorship)
-    trust = await _trust(session)
     members: dict[int, list[Contribution]] = defaultdict(list)
     rows = await session.execute(
-        select(SR.c.id, SR.c.customer_id, SR.c.system, SR.c.updated_at, *(SR.c[a] for a in ATTRIBUTES))
+        select(SR.c.id, SR.c.customer_id, SYSTEM.c.trust, SR.c.updated_at, *(SR.c[a] for a in ATTRIBUTES))
+        .join(SYSTEM, SYSTEM.c.name == SR.c.system)
         .where(SR.c.customer_id.in_(bindparam("ids", expanding=True))), {"ids": ids})
     for r in rows:
         m = r._mapping
-        members[r.customer_id].append(Contribution(r.id, trust.get(r.system, 50), r.updated_at,
+        members[r.customer_id].append(Contribution(r.id, r.trust, r.updated_at,
                                                    {a: m[a] for a in ATTRIBUTES if m[a] is not None}))
-    current = {r.id: r for r in await session.execute(
-        select(CUSTOMER).where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids})}
-    old_lineage: dict[int, dict[str, tuple]] = defaultdict(dict)
-    for r in await session.execute(select(LINEAGE).where(LINEAGE.c.customer_id.in_(bindparam("ids", expanding=True))),
-                                   {"ids": ids}):
-        old_lineage[r.customer_id][r.field] = (r.value, r.source_record_id, r.rule)
+    # the golden records and their lineage in one round trip (a row per lineage field)
+    current, old_lineage = {}, defaultdict(dict)
+    for r in await session.execute(
+            select(CUSTOMER, LINEAGE.c.field, LINEAGE.c.value.label("lineage_value"), LINEAGE.c.source_record_id,
+                   LINEAGE.c.rule, LINEAGE.c.actor).outerjoin(LINEAGE, LINEAGE.c.customer_id == CUSTOMER.c.id)
+            .where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids}):
+        current[r.id] = r
+        if r.field is not None:
+            old_lineage[r.id][r.field] = (r.lineage_value, r.source_record_id, r.rule, r.actor)
 
     customer_updates, lineage_rows, relineage, events = [], [], [], []
     alive: set[int] = set()
@@ -80,29 +91,35 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, lis
         cur = current[cid]
         if cur.status != ACTIVE:
             continue
+        kept = {f: (v, a) for f, (v, _, rule, a) in old_lineage.get(cid, {}).items() if rule == STEWARD_OVERRIDE}
+        for f, value in (overrides or {}).get(cid, {}).items():
+            if value is None:
+                kept.pop(f, None)
+            else:
+                kept[f] = (value, actor)
         recs = members.get(cid, [])
-        outcome = survive(recs, rules) if recs else None
+        outcome = survive(recs, rules, {f: typed(f, v) for f, (v, _) in kept.items()}) if recs else None
         values = outcome.values if outcome else {}
         changed = {API_NAME[a]: {"before": as_text(getattr(cur, a)), "after": as_text(values.get(a))}
                    for a in ATTRIBUTES if getattr(cur, a) != values.get(a)}
-        new_lineage = {f: (as_text(c.value), c.record_id, c.rule) for f, c in outcome.lineage.items()} if outcome else {}
+        new_lineage = {f: (as_text(c.value), c.record_id, c.rule, kept[f][1] if c.rule == STEWARD_OVERRIDE else None)
+                       for f, c in outcome.lineage.items()} if outcome else {}
         if new_lineage != old_lineage.get(cid, {}):
             relineage.append(cid)
-            lineage_rows += [{"customer_id": cid, "field": f, "value": v, "source_record_id": rid, "rule": rule}
-                             for f, (v, rid, rule) in new_lineage.items()]
+            lineage_rows += [{"customer_id": cid, "field": f, "value": v, "source_record_id": rid, "rule": rule,
+                              "actor": who} for f, (v, rid, rule, who) in new_lineage.items()]
         what = {k: v for k, v in causes[cid].items() if v}
         status = ACTIVE if recs else RETIRED
         version = cur.version + 1 if changed or not recs else cur.version
-        kind = ("RETIRED" if not recs else "LINKED" if "linked" in what else
-                "UPDATED" if changed else "RECORD_UPDATED" if "updated" in what else
-                "RECORD_REMOVED" if "removed" in what else "RECOMPUTED")
-        changes = {"fields": changed, **what}
+        event_kind = kind or ("RETIRED" if not recs else "LINKED" if "linked" in what else
+                              "UPDATED" if changed else "RECORD_UPDATED" if "updated" in what else
+                              "RECORD_REMOVED" if "removed" in what else "RECOMPUTED")
         if changed or status != cur.status or version != cur.version:
             customer_updates.append(binds({"version": version, "status": status, "updated_at": now,
                                             **{a: values.get(a) for a in ATTRIBUTES}}, _id=cid))
-        if changed or what or not recs:
-            events.append({"customer_id": cid, "kind": kind, "at": now, "actor": actor, "note": note,
-                           "changes": changes})
+        if changed or what or not recs or kind:
+            events.append({"customer_id": cid, "kind": event_kind, "at": now, "actor": actor, "note": note,
+                           "changes": {"fields": changed, "version": version, **what}})
         if recs:
             alive.add(cid)
     if customer_updates:
@@ -111,8 +128,6 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, lis
     if relineage:
         await session.execute(delete(LINEAGE).where(LINEAGE.c.customer_id.in_(bindparam("ids", expanding=True))),
                               {"ids": relineage})
-    if lineage_rows:
-        await session.execute(insert(LINEAGE), lineage_rows)
-    if events:
-        await session.execute(insert(EVENT), events)
+    await bulk_insert(session, LINEAGE, lineage_rows)
+    await bulk_insert(session, EVENT, events)
     return alive

@@ -19,7 +19,8 @@ CREATED, LINKED, UPDATED, QUEUED = "CREATED", "LINKED", "UPDATED", "QUEUED_FOR_R
 class Scorer(Protocol):
     """What the planner needs of a probabilistic match model."""
 
-    def prepare(self, values: Mapping[str, Any]) -> tuple[Any, set[str]]: ...  # features, blocking keys
+    def prepare(self, values: Mapping[str, Any]) -> tuple[Any, set[str], Any]: ...  # prepared, keys, features
+    def from_features(self, features: Any) -> Any: ...  # prepared, from stored features
     def score_cluster(self, rec: Any, members: Sequence[Any]) -> Any: ...  # .probability, .explanation
 
 
@@ -30,6 +31,7 @@ class Profile:
     exact: tuple
     blocking: frozenset[str]
     prepared: Any
+    features: Any = None  # what to store so the record is not normalised again
 
     @property
     def keys(self) -> tuple:
@@ -74,8 +76,10 @@ class Planner:
     link_threshold: float = 0.95
     review_threshold: float = 0.60
     scorer: Scorer | None = None
-    # pairs (record id, golden label) a steward said must never link again
-    forbidden: set[tuple[int, int]] = field(default_factory=set)
+    # steward memory: a record never links back to the golden record it was split from (record id ->
+    # golden ids), and golden records a steward kept apart are never united (pairs of golden ids)
+    forbidden: dict[int, set[int]] = field(default_factory=dict)
+    apart: set[tuple[int, int]] = field(default_factory=set)
     known: dict[int, Known] = field(default_factory=dict)
     index: dict[Any, set[int]] = field(default_factory=dict)
     parent: dict[int, int] = field(default_factory=dict)
@@ -87,7 +91,15 @@ class Planner:
         exact = tuple(exact_keys(values, self.exact_rules))
         if self.scorer is None:
             return Profile(exact, frozenset(), None)
-        prepared, keys = self.scorer.prepare(values)
+        prepared, keys, features = self.scorer.prepare(values)
+        return Profile(exact, frozenset(keys), prepared, features)
+
+    def stored_profile(self, values: Mapping[str, Any], features: Any, keys: Iterable[str]) -> Profile:
+        """Profile of a stored record found by these keys: only they can lead a batch record to it."""
+        exact = tuple(exact_keys(values, self.exact_rules))
+        if self.scorer is None:
+            return Profile(exact, frozenset(), None)
+        prepared = self.scorer.from_features(features) if features else self.scorer.prepare(values)[0]
         return Profile(exact, frozenset(keys), prepared)
 
     def add_known(self, record_id: int, label: int, profile: Profile) -> None:
@@ -136,7 +148,7 @@ class Planner:
                     continue
                 known = self.known[rid]
                 label = self.find(known.label)
-                if (record_id, label) in self.forbidden:
+                if record_id in self.forbidden and label in {self.find(c) for c in self.forbidden[record_id]}:
                     continue
                 if k in exact and label not in best:
                     best[label] = (1.0, rule_name(self.exact_rules[k[1]]), None)
@@ -148,21 +160,34 @@ class Planner:
                     best[label] = (s.probability, "match-model", s.explanation)
         return best
 
+    def kept_apart(self, x: int, y: int) -> bool:
+        """Tell whether a steward decided that these two golden records (or what they merged into) differ."""
+        x, y = self.find(x), self.find(y)
+        return any({self.find(a), self.find(b)} == {x, y} for a, b in self.apart)
+
+    def _group(self, first: int, others: Sequence[int]) -> list[int]:
+        """The golden records to unite with `first`, best first, skipping any a steward kept apart."""
+        group = [self.find(first)]
+        for lbl in others:
+            root = self.find(lbl)
+            if root not in group and not any(self.kept_apart(root, g) for g in group):
+                group.append(root)
+        return group
+
     def place(self, profile: Profile, *, record_id: int | None = None, current: int | None = None) -> Placement:
         """Decide where one record goes and remember it for the records after it."""
         scores = self._scores(profile, record_id)
-        links = [lbl for lbl, s in scores.items() if s[0] >= self.link_threshold]
         ranked = sorted(scores.items(), key=lambda kv: (-kv[1][0], kv[0]))
+        links = [lbl for lbl, s in ranked if s[0] >= self.link_threshold]
         if current is not None:
-            home = self.find(current)
-            merged = [self.find(lbl) for lbl in links if self.find(lbl) != home]
-            label = self._union([home, *merged]) if merged else home
-            placement = Placement(label, UPDATED, merged=merged)
+            group = self._group(current, links)
+            label = self._union(group) if len(group) > 1 else group[0]
+            placement = Placement(label, UPDATED, merged=group[1:])
         elif links:
-            best_label, (p, rule, expl) = next((lbl, s) for lbl, s in ranked if lbl in links)
-            others = [self.find(lbl) for lbl in links if self.find(lbl) != self.find(best_label)]
-            label = self._union([best_label, *others]) if others else self.find(best_label)
-            placement = Placement(label, LINKED, p, rule, expl, merged=others)
+            best_label, (p, rule, expl) = links[0], scores[links[0]]
+            group = self._group(best_label, links[1:])
+            label = self._union(group) if len(group) > 1 else group[0]
+            placement = Placement(label, LINKED, p, rule, expl, merged=group[1:])
         elif ranked and ranked[0][1][0] >= self.review_threshold:
             best_label, (p, rule, expl) = ranked[0]
             placement = Placement(self._new_label(), QUEUED, p, rule, expl, review_label=self.find(best_label))

@@ -31,10 +31,14 @@ class ModelScorer:
         self.model = model
         self.version = version  # None: the model shipped with the package
 
-    def prepare(self, values: Mapping[str, Any]) -> tuple[Prepared, set[str]]:
-        """Derive the model's features of one record and its blocking keys, from one feature row."""
+    def prepare(self, values: Mapping[str, Any]) -> tuple[Prepared, set[str], dict[str, Any]]:
+        """Derive one record's comparison features (to store) and blocking keys, from one feature row."""
         row = features(matching_view(values))
-        return self.model.prepare_row(row), keys_from_features(row)
+        return self.model.prepare_row(row), keys_from_features(row), row
+
+    def from_features(self, row: Mapping[str, Any]) -> Prepared:
+        """Rebuild a stored record's features without normalising it again."""
+        return self.model.prepare_row(row)
 
     def score_cluster(self, rec: Prepared, members: Sequence[Prepared]) -> Score:
         """How strongly a record belongs to a golden record made of these members."""

@@ -9,13 +9,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.attributes import ATTRIBUTES
-from hub.blocking import delete_keys, records_with_keys, replace_keys
+from hub.blocking import candidate_keys, delete_keys, id_condition, replace_keys
 from hub.candidates import queue_candidates
+from hub.stewardship_rules import follow_merges, load_steward_memory
 from hub.config import Settings
+from hub.db import Database
 from hub.errors import BadInput, NotFound
 from hub.golden import binds, recompute, write_fresh
 from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner
@@ -103,37 +105,42 @@ def _prepare(inputs: Sequence[RecordInput], profile: SystemProfile, now: dt.date
 async def _load_candidates(session: AsyncSession, planner: Planner, items: list[_Item],
                            settings: Settings, blocking: set[str]) -> None:
     """Feed the planner every stored record an incoming one could link to, by indexed lookups only."""
-    cols = [SR.c.id, SR.c.customer_id, *(SR.c[a] for a in ATTRIBUTES)]
-    wanted: dict[int, Any] = {}
+    conditions = []
     for i, rule in enumerate(settings.exact_rules):
-        firsts = {k[2] for it in items for k in it.profile.exact if k[1] == i}
-        if not firsts:
-            continue
-        rows = await session.execute(select(*cols).where(SR.c[rule[0]].in_(bindparam(f"v{i}", expanding=True))),
-                                     {f"v{i}": list(firsts)})
-        for row in rows:
-            wanted[row.id] = row
-    if blocking:
-        for row in await records_with_keys(session, blocking, cols):
-            wanted[row.id] = row
-    for row in wanted.values():
-        planner.add_known(row.id, row.customer_id, planner.profile({a: row._mapping[a] for a in ATTRIBUTES}))
+        firsts = sorted({k[2] for it in items for k in it.profile.exact if k[1] == i})
+        if firsts:
+            conditions.append(SR.c[rule[0]].in_(firsts))
+    shared = await candidate_keys(session, blocking)
+    if shared:
+        conditions.append(id_condition(session, list(shared)))
+    if not conditions:
+        return
+    rows = await session.execute(select(SR.c.id, SR.c.customer_id, SR.c.match_features,
+                                        *(SR.c[a] for a in ATTRIBUTES)).where(or_(*conditions)))
+    for row in rows:
+        values = {a: row._mapping[a] for a in ATTRIBUTES}
+        planner.add_known(row.id, row.customer_id,
+                          planner.stored_profile(values, row.match_features, shared.get(row.id, ())))
+    await load_steward_memory(session, planner, {k.label for k in planner.known.values()} |
+                              {it.existing.customer_id for it in items if it.existing is not None})
 
 
-async def register_records(*, session: AsyncSession, system: str, records: Sequence[RecordInput], actor: str,
-                           settings: Settings, planner: Planner) -> list[Result]:
-    """Insert or update one system's records and link each into a golden record.
+async def _system(conn, name: str):
+    """Read a source system's settings, or fail with NOT_FOUND."""
+    table = SourceSystem.__table__
+    row = (await conn.execute(select(table).where(table.c.name == name))).first()
+    if row is None:
+        raise NotFound(f"unknown source system {name!r}; register it with registerSourceSystem first")
+    return row
+
+
+async def register_records(*, session: AsyncSession, system: str, items: dict[str, _Item], results: list,
+                           actor: str, settings: Settings, planner: Planner, now: dt.datetime) -> list[Result]:
+    """Upsert one system's standardised records and link each into a golden record.
 
     The caller holds the write transaction; nothing here commits.
     """
-    if not 1 <= len(records) <= settings.max_batch:
-        raise BadInput(f"registerRecords takes 1 to {settings.max_batch} records per call; got {len(records)}")
-    src = await session.get(SourceSystem, system)
-    if src is None:
-        raise NotFound(f"unknown source system {system!r}; register it with registerSourceSystem first")
-    now = utcnow()
-    results: list[Result | None] = [None] * len(records)
-    items = _prepare(records, SystemProfile(src.date_order, src.default_country), now, results)
+    src = await _system(session, system)
     if items:
         rows = await session.execute(
             select(SR.c.id, SR.c.key, SR.c.customer_id, SR.c.content_hash, SR.c.updated_at)
@@ -156,7 +163,7 @@ async def register_records(*, session: AsyncSession, system: str, records: Seque
     for res in results:
         if res.same_as is not None:
             res.customer_id = results[res.same_as].customer_id
-    return results  # type: ignore[return-value]
+    return results
 
 
 async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], actor: str, settings: Settings,
@@ -164,7 +171,6 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
     """Plan the links of the changed records, then write everything set-based."""
     blocking: set[str] = set()
     for it in work:
-        it.profile = planner.profile(it.values)
         blocking |= it.profile.blocking
     await _load_candidates(session, planner, work, settings, blocking)
     for it in work:
@@ -202,23 +208,26 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
         ids = (await session.execute(insert(SR).returning(SR.c.id, sort_by_parameter_order=True), [
             {"system": src.name, "key": it.key, "customer_id": final(it.placement.label), "raw": it.raw,
              "content_hash": it.content_hash, "updated_at": it.updated_at, "received_at": now,
+             "match_features": it.profile.features,
              **{a: it.values.get(a) for a in ATTRIBUTES}} for it in new_rows])).scalars().all()
         for it, rid in zip(new_rows, ids, strict=True):
             it.record_id = rid
-        src.record_count += len(new_rows)
+        await session.execute(update(SourceSystem.__table__).where(SourceSystem.__table__.c.name == src.name)
+                              .values(record_count=SourceSystem.__table__.c.record_count + len(new_rows)))
     changed = [it for it in work if it.existing is not None]
     if changed:
         await session.execute(
             update(SR).where(SR.c.id == bindparam("_id")).values(
                 {c: bindparam("b_" + c) for c in ("customer_id", "raw", "content_hash", "updated_at", "received_at",
-                                                  *ATTRIBUTES)}),
+                                                  "match_features", *ATTRIBUTES)}),
             [binds({"customer_id": final(it.placement.label), "raw": it.raw, "content_hash": it.content_hash,
-                     "updated_at": it.updated_at, "received_at": now, **{a: it.values.get(a) for a in ATTRIBUTES}},
-                    _id=it.existing.id) for it in changed])
+                    "updated_at": it.updated_at, "received_at": now, "match_features": it.profile.features,
+                    **{a: it.values.get(a) for a in ATTRIBUTES}}, _id=it.existing.id) for it in changed])
         for it in changed:
             it.record_id = it.existing.id
     if planner.scorer is not None:
-        await replace_keys(session, {it.record_id: it.profile.blocking for it in work})
+        await replace_keys(session, {it.record_id: it.profile.blocking for it in work},
+                           stored=[it.record_id for it in changed])
 
     # survivorship and audit for every golden record the batch touched
     causes: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -237,7 +246,8 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
     if any(it.placement.action == QUEUED for it in work):
         await queue_candidates(session, [(final(it.placement.label), final(it.placement.review_label),
                                           it.placement.probability, it.placement.explanation)
-                                         for it in work if it.placement.action == QUEUED], now=now)
+                                         for it in work if it.placement.action == QUEUED], now=now,
+                               middle=(settings.link_threshold + settings.review_threshold) / 2)
     for it in work:
         p = it.placement
         results[it.pos] = Result(it.key, p.action, final(p.label), p.probability, it.errors)
@@ -245,23 +255,31 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
 
 async def merge_into(session: AsyncSession, merges: Mapping[int, int], *, actor: str, now: dt.datetime,
                      reason: str, note: str | None = None) -> None:
-    """Merge golden records (loser -> survivor): move their records, forward their ids, log both sides."""
+    """Merge golden records (loser -> survivor): move their records, forward their ids, log both sides.
+
+    Everything that names a loser follows it to its survivor: forwarded ids, match candidates (those
+    whose two sides are now one are SUPERSEDED), steward rules, and its steward overrides where the
+    survivor has none. The loser's records are listed in its MERGED_AWAY event, so it can be unmerged.
+    """
+    pairs = [{"_loser": lo, "_survivor": su} for lo, su in merges.items()]
+    moved: dict[int, list[int]] = defaultdict(list)
+    for rid, cid in await session.execute(select(SR.c.id, SR.c.customer_id).where(
+            SR.c.customer_id.in_(bindparam("ids", expanding=True))), {"ids": list(merges)}):
+        moved[cid].append(rid)
     await session.execute(update(SR).where(SR.c.customer_id == bindparam("_loser"))
-                          .values(customer_id=bindparam("_survivor")),
-                          [{"_loser": lo, "_survivor": su} for lo, su in merges.items()])
+                          .values(customer_id=bindparam("_survivor")), pairs)
     await session.execute(update(CUSTOMER).where(CUSTOMER.c.id == bindparam("_loser"))
-                          .values(status=MERGED, merged_into=bindparam("_survivor"), updated_at=now),
-                          [{"_loser": lo, "_survivor": su} for lo, su in merges.items()])
+                          .values(status=MERGED, merged_into=bindparam("_survivor"), updated_at=now), pairs)
     # ids already forwarded to a loser now forward straight to its survivor: one hop, always
     await session.execute(update(CUSTOMER).where(CUSTOMER.c.merged_into == bindparam("_loser"))
-                          .values(merged_into=bindparam("_survivor")),
-                          [{"_loser": lo, "_survivor": su} for lo, su in merges.items()])
+                          .values(merged_into=bindparam("_survivor")), pairs)
+    await follow_merges(session, merges, now=now)
     events = []
     for lo, su in merges.items():
         events.append({"customer_id": su, "kind": "MERGED", "at": now, "actor": actor, "note": note,
                        "changes": {"merged": [lo], "into": su, "reason": reason}})
         events.append({"customer_id": lo, "kind": "MERGED_AWAY", "at": now, "actor": actor, "note": note,
-                       "changes": {"into": su, "reason": reason}})
+                       "changes": {"into": su, "reason": reason, "records": sorted(moved.get(lo, []))}})
     await session.execute(insert(Event.__table__), events)
 
 
@@ -285,12 +303,23 @@ __all__ = ["CREATED", "LINKED", "QUEUED", "REJECTED", "UNCHANGED", "UPDATED", "R
            "delete_record", "merge_into", "register_batch", "register_records"]
 
 
-async def register_batch(*, db, system: str, records: Sequence[RecordInput], actor: str, settings: Settings,
-                         scorer=None) -> list[Result]:
-    """Register one batch as one unit of work (the path of both the mutation and `hub load`)."""
+async def register_batch(*, db: Database, system: str, records: Sequence[RecordInput], actor: str,
+                         settings: Settings, scorer=None) -> list[Result]:
+    """Register one batch as one unit of work (the path of both the mutation and `hub load`).
+
+    Standardising and deriving match features is CPU work that needs no lock: it runs before the
+    write transaction, so one batch's preparation overlaps another's database work.
+    """
     if not 1 <= len(records) <= settings.max_batch:
         raise BadInput(f"registerRecords takes 1 to {settings.max_batch} records per call; got {len(records)}")
+    async with db.reader() as conn:
+        src = await _system(conn, system)
     planner = Planner(settings.exact_rules, settings.link_threshold, settings.review_threshold, scorer)
+    now = utcnow()
+    results: list[Result | None] = [None] * len(records)
+    items = _prepare(records, SystemProfile(src.date_order, src.default_country), now, results)
+    for it in items.values():
+        it.profile = planner.profile(it.values)
     async with db.write() as session:
-        return await register_records(session=session, system=system, records=records, actor=actor,
-                                      settings=settings, planner=planner)
+        return await register_records(session=session, system=system, items=items, results=results, actor=actor,
+                                      settings=settings, planner=planner, now=now)

@@ -9,6 +9,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
 
 from authz import Authorizer
 from hub.config import Settings, get_settings
@@ -16,7 +18,7 @@ from hub.db import Database, Reads
 from hub.matcher import load_scorer
 from hub.tokens import Principal, authenticate
 from schema.build import build_schema
-from schema.context import Context, Services
+from schema.context import Context, FieldForbidden, Services
 from schema.loaders import Loaders
 
 
@@ -43,6 +45,8 @@ class HubGraphQL(GraphQL):
             return
         reads = Reads(self.services.db)
         try:
+            if self.services.policy_check_due():
+                await self.services.refresh_policy(reads)
             principal = await self._principal(request, reads)
             if principal is None:
                 await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
@@ -60,10 +64,28 @@ class HubGraphQL(GraphQL):
             return None
         return await authenticate(reads=reads, token=token.strip())
 
+    async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
+        if result.errors:
+            result.errors = _one_per_forbidden_field(result.errors)
+        return await super().process_result(request, result)
+
     async def get_context(self, request: Any, response: Any) -> Context:
         reads = request.state.reads
         return Context(request=request, response=response, services=self.services,
                        principal=request.state.principal, reads=reads, loaders=Loaders(reads))
+
+
+def _one_per_forbidden_field(errors: list) -> list:
+    """Keep the first error of each non-null field refused on every item of a list (FieldForbidden)."""
+    seen: set[str] = set()
+    kept = []
+    for error in errors:
+        if isinstance(error.original_error, FieldForbidden):
+            if error.message in seen:
+                continue
+            seen.add(error.message)
+        kept.append(error)
+    return kept
 
 
 def build_services(settings: Settings | None = None, *, db: Database | None = None,
@@ -88,6 +110,11 @@ def create_app(services: Services | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):
+        reads = Reads(services.db)
+        try:
+            await services.refresh_policy(reads)  # the stored policy, before the first request
+        finally:
+            await reads.close()
         if services.scorer is None:
             services.scorer = await load_scorer(services.db, services.settings.match_model)
         yield

@@ -1,17 +1,32 @@
 """What every resolver sees: the caller, the hub's services, this request's loaders and access plan."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
+from time import monotonic
 from typing import Any
 
 from graphql import GraphQLError
+from sqlalchemy.exc import DBAPIError
 from starlette.requests import Request
 
-from authz import Access, Authorizer
+from authz import Access, Authorizer, default_policy_rows
 from hub.config import Settings
 from hub.db import Database, Reads
+from hub.policy import REVISION_QUERY, RULES_QUERY, as_row
 from hub.tokens import Principal
 from schema.loaders import Loaders
+
+log = logging.getLogger("hub")
+
+UNAVAILABLE = -1  # policy_revision when the policy tables could not be read and the default file is served
+
+
+class FieldForbidden(GraphQLError):
+    """A non-null field the caller may not read (the view keeps one such error per field)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"not allowed to read {name}", extensions={"code": "FORBIDDEN"})
 
 
 @dataclass
@@ -22,6 +37,45 @@ class Services:
     settings: Settings
     authorizer: Authorizer
     scorer: Any = None  # the match model's real-time evaluator, when one is loaded
+    # seconds between two looks at the stored policy's revision (0: every request, as in tests)
+    policy_check_interval: float = 1.0
+    # the stored revision the authorizer holds: None before the first look, UNAVAILABLE if unreadable
+    policy_revision: int | None = field(default=None, init=False)
+    _policy_due: float = field(default=0.0, init=False, repr=False)
+
+    def policy_check_due(self) -> bool:
+        """Tell whether the stored policy's revision should be looked at now (a clock read: near free)."""
+        return monotonic() >= self._policy_due
+
+    async def refresh_policy(self, reads: Reads) -> None:
+        """Look at the stored revision (one primary-key read); reload the authorizer when it changed."""
+        self._policy_due = monotonic() + self.policy_check_interval  # concurrent requests do not look too
+        try:
+            found = await reads.first(REVISION_QUERY)
+            revision = found[0] if found is not None else 0
+            if revision == self.policy_revision:
+                return
+            rows = [as_row(r) for r in await reads.all(RULES_QUERY)]
+        except DBAPIError as e:
+            if self.policy_revision is None:  # start-up: no policy tables yet (database not migrated)
+                log.warning("policy tables unreadable (%s); serving the default policy file", type(e).__name__)
+                self._load(default_policy_rows(), UNAVAILABLE)
+            return  # later: keep the policy held; the next look retries
+        if not rows:
+            log.warning("no policy rows in the database; serving the default policy file")
+            self._load(default_policy_rows(), revision)
+        else:
+            self._load(rows, revision)
+
+    def _load(self, rows: list[tuple[str, ...]], revision: int) -> None:
+        """Swap the authorizer's policy; an invalid stored policy is logged and the held one kept."""
+        try:
+            self.authorizer.load(rows)
+        except ValueError as e:
+            log.error("stored policy revision %s refused, keeping the policy held: %s", revision, e)
+        else:
+            log.info("policy revision %s loaded (%d rows)", revision, len(rows))
+        self.policy_revision = revision
 
 
 @dataclass
@@ -34,31 +88,27 @@ class Context:
     loaders: Loaders
     # Type.field -> path of its first forbidden read: one FORBIDDEN error per field, not one per list item
     forbidden: dict[str, list] = field(default_factory=dict)
-    _plans: dict[str, dict[str, Access]] = field(default_factory=dict)
+    # this request's access plan: (Type, field) or (Type, field, attribute) -> Access, asked once each
+    _plan: dict[tuple[str, ...], Access] = field(default_factory=dict)
 
     @property
     def db(self) -> Database:
         return self.services.db
 
     def access(self, type_name: str, field_name: str) -> Access:
-        """How this caller may read one field (decided once per request and type)."""
-        plan = self._plans.get(type_name)
-        if plan is None:
-            plan = self._plans[type_name] = {}
-        access = plan.get(field_name)
+        """How this caller may read one field (decided once per request)."""
+        access = self._plan.get((type_name, field_name))
         if access is None:
-            access = plan[field_name] = self.services.authorizer.field_access(self.principal.role, type_name,
-                                                                              field_name)
+            access = self._plan[type_name, field_name] = self.services.authorizer.field_access(
+                self.principal.role, type_name, field_name)
         return access
 
     def value_access(self, type_name: str, field_name: str, attribute: str) -> Access:
         """Access to an attribute's value served by another field (lineage values, event changes)."""
-        key = f"{type_name}.{field_name}:{attribute}"
-        plan = self._plans.setdefault("", {})
-        access = plan.get(key)
+        access = self._plan.get((type_name, field_name, attribute))
         if access is None:
-            access = plan[key] = self.services.authorizer.value_access(self.principal.role, type_name, field_name,
-                                                                       attribute)
+            access = self._plan[type_name, field_name, attribute] = self.services.authorizer.value_access(
+                self.principal.role, type_name, field_name, attribute)
         return access
 
     def allowed(self, type_name: str, field_name: str, path: Any) -> bool:
@@ -68,9 +118,21 @@ class Context:
         self.forbid(type_name, field_name, path)
         return False
 
+    def require(self, type_name: str, field_name: str) -> None:
+        """Refuse a non-null field the caller may not read (null cannot stand in for it)."""
+        if self.access(type_name, field_name) is not Access.ALLOW:
+            raise FieldForbidden(f"{type_name}.{field_name}")
+
     def forbid(self, type_name: str, field_name: str, path: Any) -> None:
         """Remember a forbidden read; the first one per field becomes the error."""
-        self.forbidden.setdefault(f"{type_name}.{field_name}", path.as_list())
+        name = f"{type_name}.{field_name}"
+        if name not in self.forbidden:
+            self.forbidden[name] = path.as_list()
+
+    def sees_record(self, row: Any) -> bool:
+        """Tell whether a source record is within reach: a token naming a system reaches that system's only."""
+        own = self.principal.system
+        return own is None or row.system == own
 
     def authorize(self, operation: str) -> None:
         """Refuse an operation the caller's role may not call."""

@@ -9,9 +9,10 @@ from sqlalchemy import bindparam, func, select
 from strawberry.dataloader import DataLoader
 
 from hub.db import Reads
-from hub.models import ACTIVE, MERGED, Customer, Event, Lineage, SourceRecord
+from hub.models import ACTIVE, MERGED, Customer, Event, Lineage, MatchCandidate, SourceRecord
 
-CUSTOMER, SR, LINEAGE, EVENT = Customer.__table__, SourceRecord.__table__, Lineage.__table__, Event.__table__
+CUSTOMER, SR, LINEAGE, EVENT, MC = (Customer.__table__, SourceRecord.__table__, Lineage.__table__, Event.__table__,
+                                   MatchCandidate.__table__)
 
 
 class Loaders:
@@ -24,6 +25,7 @@ class Loaders:
         self.record = DataLoader(self._records)
         self.lineage_of = DataLoader(self._lineage_of)
         self.history = DataLoader(self._history)
+        self.candidate = DataLoader(self._candidates)
 
     async def _rows(self, stmt, params: dict[str, Any]) -> list[Any]:
         return await self.reads.all(stmt, params)
@@ -42,6 +44,11 @@ class Loaders:
                 row = found.get(row.merged_into)
             out.append(row if row is not None and row.status == ACTIVE else None)
         return out
+
+    async def _candidates(self, ids: Sequence[int]) -> list[Any]:
+        stmt = select(MC).where(MC.c.id.in_(bindparam("ids", expanding=True)))
+        found = {r.id: r for r in await self._rows(stmt, {"ids": list(ids)})}
+        return [found.get(i) for i in ids]
 
     async def _records_of(self, customer_ids: Sequence[int]) -> list[list[Any]]:
         stmt = (select(SR).where(SR.c.customer_id.in_(bindparam("ids", expanding=True))).order_by(SR.c.id))

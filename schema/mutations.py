@@ -3,13 +3,21 @@ from __future__ import annotations
 
 import strawberry
 
+from hub.errors import Forbidden
 from hub.records import RecordInput, delete_record, register_batch
+from hub.stewardship import merge_customers, override_attribute, resolve_candidate, split_record, unmerge_customer
 from hub.systems import register_system
 from schema.errors import operation
-from schema.queries import check_system
+from schema.queries import check_system, parse_id
 from schema.types import (
-    Customer, FieldError, RegistrationAction, RegistrationResult, SourceRecordInput, SourceSystem, SourceSystemInput,
+    Customer, FieldError, MatchCandidate, MatchDecision, RegistrationAction, RegistrationResult, SourceRecordInput,
+    SourceSystem, SourceSystemInput,
 )
+
+
+async def _customer(info: strawberry.Info, customer_id: int) -> Customer:
+    row = await info.context.loaders.customer.load(customer_id)
+    return Customer(row=row)
 
 
 @strawberry.type
@@ -50,3 +58,60 @@ class Mutation:
             return None
         row = await info.context.loaders.customer.load(customer_id)
         return Customer(row=row) if row is not None else None
+
+
+    @strawberry.field
+    @operation
+    async def resolve_match_candidate(self, info: strawberry.Info, id: strawberry.ID, decision: MatchDecision,
+                                      note: str | None = None,
+                                      expected_version: int | None = None) -> MatchCandidate:
+        ctx = info.context
+        async with ctx.db.write() as session:
+            cid = await resolve_candidate(session=session, candidate_id=parse_id(id), decision=decision.value,
+                                          actor=ctx.principal.subject, note=note, expected_version=expected_version)
+        return MatchCandidate(row=await ctx.loaders.candidate.load(cid))
+
+    @strawberry.field(description="Merge golden records into the first one; the others resolve to it from now on.")
+    @operation
+    async def merge_customers(self, info: strawberry.Info, ids: list[strawberry.ID], note: str | None = None,
+                              expected_versions: list[int] | None = None) -> Customer:
+        ctx = info.context
+        async with ctx.db.write() as session:
+            survivor = await merge_customers(session=session, ids=[parse_id(i) for i in ids],
+                                             actor=ctx.principal.subject, note=note,
+                                             expected_versions=expected_versions)
+        return await _customer(info, survivor)
+
+    @strawberry.field(description="Unmerge: move one source record out to a golden record of its own (returned); "
+                                  "the hub remembers not to link them again.")
+    @operation
+    async def split_source_record(self, info: strawberry.Info, system: str, key: str, note: str | None = None,
+                                  expected_version: int | None = None) -> Customer:
+        ctx = info.context
+        async with ctx.db.write() as session:
+            new_id = await split_record(session=session, system=system, key=key, actor=ctx.principal.subject,
+                                        note=note, expected_version=expected_version)
+        return await _customer(info, new_id)
+
+    @strawberry.field(description="Undo a merge: a merged-away golden record comes back, with the source records "
+                                  "it had, under its own id; the hub remembers the two differ.")
+    @operation
+    async def unmerge_customer(self, info: strawberry.Info, id: strawberry.ID, note: str | None = None) -> Customer:
+        ctx = info.context
+        async with ctx.db.write() as session:
+            revived = await unmerge_customer(session=session, customer_id=parse_id(id), actor=ctx.principal.subject,
+                                             note=note)
+        return await _customer(info, revived)
+
+    @strawberry.field(description="A steward's value for one attribute, kept until cleared with value null.")
+    @operation
+    async def override_attribute(self, info: strawberry.Info, customer_id: strawberry.ID, field: str,
+                                 value: str | None, note: str, expected_version: int | None = None) -> Customer:
+        ctx = info.context
+        if not ctx.services.authorizer.can(ctx.principal.role, f"Customer.{field}", "write"):
+            raise Forbidden(f"role {ctx.principal.role!r} may not write Customer.{field}")
+        async with ctx.db.write() as session:
+            cid = await override_attribute(session=session, customer_id=parse_id(customer_id), field=field,
+                                           value=value, actor=ctx.principal.subject, note=note,
+                                           expected_version=expected_version)
+        return await _customer(info, cid)

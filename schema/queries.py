@@ -1,15 +1,21 @@
 """Read operations: thin resolvers that ask the hub and shape the answer."""
 from __future__ import annotations
 
+import base64
+import datetime
+import enum
+
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from hub.errors import BadInput, Forbidden
+from hub.stewardship import customer_as_of
 from hub.models import ACTIVE, Customer as CustomerRow, MatchCandidate as CandidateRow, SourceRecord as RecordRow
 from hub.models import SourceSystem as SystemRow
 from schema.errors import operation
+from schema.search import CustomerMatch, search
 from schema.types import (
-    CandidateStatus, Customer, CustomerConnection, CustomerEdge, MatchCandidate, MatchCandidateConnection,
+    CandidateStatus, Customer, CustomerAttributesInput, CustomerConnection, CustomerEdge, MatchCandidate, MatchCandidateConnection,
     MatchCandidateEdge, PageInfo, SourceRecord, SourceRecordConnection, SourceRecordEdge, SourceSystem,
     decode_cursor, encode_cursor,
 )
@@ -44,11 +50,38 @@ async def _page(info: strawberry.Info, stmt, first: int):
     return rows[:first], len(rows) > first
 
 
+@strawberry.enum
+class CandidateOrder(enum.Enum):
+    MOST_UNCERTAIN = "MOST_UNCERTAIN"
+    NEWEST = "NEWEST"
+    OLDEST = "OLDEST"
+
+
+def _candidate_cursor(after: str | None) -> tuple[float, int] | None:
+    """Read a most-uncertain-first cursor: (uncertainty, id)."""
+    if not after:
+        return None
+    try:
+        kind, value = base64.urlsafe_b64decode(after.encode()).decode().split(":", 1)
+        uncertainty, cid = value.split("/")
+        if kind != "uncertain":
+            raise ValueError(kind)
+        return float(uncertainty), int(cid)
+    except (ValueError, UnicodeDecodeError):
+        raise BadInput(f"invalid cursor {after!r}") from None
+
+
 @strawberry.type
 class Query:
-    @strawberry.field(description="A golden record; an id merged away resolves to the surviving record.")
+    @strawberry.field(description="A golden record; an id merged away resolves to the surviving record. With asOf, "
+                                  "the record's values and version as they were at that moment (no forwarding).")
     @operation
-    async def customer(self, info: strawberry.Info, id: strawberry.ID) -> Customer | None:
+    async def customer(self, info: strawberry.Info, id: strawberry.ID,
+                       as_of: datetime.datetime | None = None) -> Customer | None:
+        if as_of is not None:
+            async with info.context.db.session() as session:
+                row = await customer_as_of(session=session, customer_id=parse_id(id), at=as_of)
+            return Customer(row=row) if row is not None else None
         row = await info.context.loaders.customer.load(parse_id(id))
         return Customer(row=row) if row is not None else None
 
@@ -61,6 +94,12 @@ class Query:
         edges = [CustomerEdge(cursor=encode_cursor("customer", r.id), node=Customer(row=r)) for r in rows]
         return CustomerConnection(edges=edges, page_info=PageInfo(has_next_page=more,
                                                                   end_cursor=edges[-1].cursor if edges else after))
+
+    @strawberry.field(description="Ranked probabilistic search with the hub's own match model.")
+    @operation
+    async def find_customers(self, info: strawberry.Info, attributes: CustomerAttributesInput,
+                             first: int = 10) -> list[CustomerMatch]:
+        return await search(info, attributes, first)
 
     @strawberry.field
     @operation
@@ -88,15 +127,31 @@ class Query:
         return SourceRecordConnection(edges=edges, page_info=PageInfo(
             has_next_page=more, end_cursor=edges[-1].cursor if edges else after))
 
-    @strawberry.field
+    @strawberry.field(description="Match candidates for stewards; by default the most uncertain first "
+                                  "(probability nearest the middle of the review band).")
     @operation
     async def match_candidates(self, info: strawberry.Info, status: CandidateStatus | None = CandidateStatus.PENDING,
-                               first: int = 50, after: str | None = None) -> MatchCandidateConnection:
+                               first: int = 50, after: str | None = None,
+                               order_by: CandidateOrder = CandidateOrder.MOST_UNCERTAIN) -> MatchCandidateConnection:
         t = CandidateRow.__table__
-        stmt = select(t).where(t.c.id > decode_cursor("candidate", after)).order_by(t.c.id)
+        stmt = select(t)
         if status is not None:
             stmt = stmt.where(t.c.status == status.value)
+        if order_by is CandidateOrder.MOST_UNCERTAIN:
+            position = _candidate_cursor(after)
+            if position is not None:
+                stmt = stmt.where(tuple_(t.c.uncertainty, t.c.id) > tuple_(*position))
+            stmt = stmt.order_by(t.c.uncertainty, t.c.id)
+        elif order_by is CandidateOrder.OLDEST:
+            stmt = stmt.where(t.c.id > decode_cursor("candidate", after)).order_by(t.c.id)
+        else:
+            if after:
+                stmt = stmt.where(t.c.id < decode_cursor("candidate", after))
+            stmt = stmt.order_by(t.c.id.desc())
         rows, more = await _page(info, stmt, page_size(first))
-        edges = [MatchCandidateEdge(cursor=encode_cursor("candidate", r.id), node=MatchCandidate(row=r)) for r in rows]
+        cursor = (lambda r: encode_cursor("uncertain", f"{r.uncertainty!r}/{r.id}")) \
+            if order_by is CandidateOrder.MOST_UNCERTAIN else (lambda r: encode_cursor("candidate", r.id))
+        edges = [MatchCandidateEdge(cursor=cursor(r), node=MatchCandidate(row=r)) for r in rows]
         return MatchCandidateConnection(edges=edges, page_info=PageInfo(
             has_next_page=more, end_cursor=edges[-1].cursor if edges else after))
+

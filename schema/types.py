@@ -4,13 +4,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import enum
+from types import SimpleNamespace
 from typing import Annotated, Any, Optional
 
 import strawberry
 from strawberry.scalars import JSON
 
 from authz import Access, mask
-from hub.attributes import API_NAME, ATTRIBUTES, as_text
+from hub.attributes import API_NAME, ATTRIBUTES, STORAGE_NAME, as_text
 
 
 def encode_cursor(kind: str, value: int) -> str:
@@ -63,16 +64,41 @@ class MatchDecision(enum.Enum):
     NOT_A_MATCH = "NOT_A_MATCH"
 
 
+# attributes whose masked form would still tell most of the value (a date's last 4 characters are its
+# month and day, and a Date field cannot carry a masked value): masking one of them denies it
+UNMASKABLE = frozenset({"dateOfBirth"})
+
+
 def _guarded(type_name: str, api: str, value: Any, info: strawberry.Info, access: Access | None = None) -> Any:
-    """Return a value as the caller may see it: in clear, masked, or null with a FORBIDDEN error."""
+    """Return a value as the caller may see it: in clear, masked, or null with a FORBIDDEN error.
+
+    A refusal is reported whether or not there is a value, so the error does not tell that one exists.
+    """
     if access is None:
         access = info.context.access(type_name, api)
-    if access is Access.ALLOW or value is None:
-        return value if access is Access.ALLOW else None
+    if access is Access.ALLOW:
+        return value
     if access is Access.MASK:
         return mask(as_text(value))
     info.context.forbid(type_name, api, info.path)
     return None
+
+
+def _readable(info: strawberry.Info, type_name: str, api: str, value: Any) -> Any:
+    """A nullable field: its value, or null with one FORBIDDEN error when the caller may not read it."""
+    return value if info.context.allowed(type_name, api, info.path) else None
+
+
+def _required(info: strawberry.Info, type_name: str, api: str, value: Any) -> Any:
+    """A non-null field: its value, or a FORBIDDEN error (the null then reaches the nearest nullable parent)."""
+    info.context.require(type_name, api)
+    return value
+
+
+def _value_access(info: strawberry.Info, type_name: str, api: str, attribute: str) -> Access:
+    """Access to an attribute's value served by another field: the stricter of both, masking a date denies it."""
+    access = info.context.value_access(type_name, api, attribute)
+    return Access.DENY if access is Access.MASK and attribute in UNMASKABLE else access
 
 
 def _person_field(type_name: str, attr: str) -> Any:
@@ -82,17 +108,15 @@ def _person_field(type_name: str, attr: str) -> Any:
     def resolve(root, info: strawberry.Info):
         return _guarded(type_name, api, getattr(root.row, attr), info)
 
-    def resolve_date(root, info: strawberry.Info):
+    def resolve_unmaskable(root, info: strawberry.Info):
         access = info.context.access(type_name, api)
-        # a Date cannot carry a masked value: masking a date denies it
         return _guarded(type_name, api, getattr(root.row, attr), info,
                         Access.DENY if access is Access.MASK else access)
 
-    if attr == "date_of_birth":
-        resolve_date.__annotations__ = {"info": strawberry.Info, "return": Optional[dt.date]}  # noqa: UP045
-        return strawberry.field(resolver=resolve_date, name=api)
-    resolve.__annotations__ = {"info": strawberry.Info, "return": Optional[str]}  # noqa: UP045
-    return strawberry.field(resolver=resolve, name=api)
+    resolver = resolve_unmaskable if api in UNMASKABLE else resolve
+    returns = Optional[dt.date] if attr == "date_of_birth" else Optional[str]  # noqa: UP045
+    resolver.__annotations__ = {"info": strawberry.Info, "return": returns}
+    return strawberry.field(resolver=resolver, name=api)
 
 
 @strawberry.interface(description="Standardised customer attributes: names trimmed and cased, email "
@@ -127,28 +151,28 @@ class SourceSystem:
     row: strawberry.Private[Any]
 
     @strawberry.field
-    def name(self) -> str:
-        return self.row.name
+    def name(self, info: strawberry.Info) -> str:
+        return _required(info, "SourceSystem", "name", self.row.name)
 
     @strawberry.field
-    def description(self) -> str | None:
-        return self.row.description
+    def description(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "SourceSystem", "description", self.row.description)
 
     @strawberry.field(description="How the system writes ambiguous dates such as 03/04/1987.")
-    def date_order(self) -> DateOrder:
-        return DateOrder(self.row.date_order)
+    def date_order(self, info: strawberry.Info) -> DateOrder:
+        return _required(info, "SourceSystem", "dateOrder", DateOrder(self.row.date_order))
 
     @strawberry.field(description="ISO 3166-1 alpha-2 country used to read national phone numbers and addresses.")
-    def default_country(self) -> str | None:
-        return self.row.default_country
+    def default_country(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "SourceSystem", "defaultCountry", self.row.default_country)
 
     @strawberry.field(description="0..100; survivorship prefers values from more trusted systems.")
-    def trust(self) -> int:
-        return self.row.trust
+    def trust(self, info: strawberry.Info) -> int:
+        return _required(info, "SourceSystem", "trust", self.row.trust)
 
     @strawberry.field
-    def record_count(self) -> int:
-        return self.row.record_count
+    def record_count(self, info: strawberry.Info) -> int:
+        return _required(info, "SourceSystem", "recordCount", self.row.record_count)
 
 
 @strawberry.type
@@ -157,25 +181,27 @@ class SourceRecord(PersonAttributes):
     row: strawberry.Private[Any]
 
     @strawberry.field
-    def system(self) -> str:
-        return self.row.system
+    def system(self, info: strawberry.Info) -> str:
+        return _required(info, "SourceRecord", "system", self.row.system)
 
     @strawberry.field
-    def key(self) -> str:
-        return self.row.key
+    def key(self, info: strawberry.Info) -> str:
+        return _required(info, "SourceRecord", "key", self.row.key)
 
     @strawberry.field(description="The golden record this source record belongs to.")
     async def customer(self, info: strawberry.Info) -> Annotated["Customer", strawberry.lazy("schema.types")] | None:
+        if not info.context.allowed("SourceRecord", "customer", info.path):
+            return None
         row = await info.context.loaders.customer.load(self.row.customer_id)
         return Customer(row=row) if row is not None else None
 
     @strawberry.field
-    def received_at(self) -> dt.datetime:
-        return self.row.received_at
+    def received_at(self, info: strawberry.Info) -> dt.datetime:
+        return _required(info, "SourceRecord", "receivedAt", self.row.received_at)
 
     @strawberry.field
-    def updated_at(self) -> dt.datetime:
-        return self.row.updated_at
+    def updated_at(self, info: strawberry.Info) -> dt.datetime:
+        return _required(info, "SourceRecord", "updatedAt", self.row.updated_at)
 
 
 @strawberry.type
@@ -183,46 +209,61 @@ class AttributeLineage:
     row: strawberry.Private[Any]
 
     @strawberry.field(description="Attribute name as in PersonAttributes, e.g. email.")
-    def field(self) -> str:
-        return self.row.field
+    def field(self, info: strawberry.Info) -> str:
+        return _required(info, "AttributeLineage", "field", self.row.field)
 
     @strawberry.field
     def value(self, info: strawberry.Info) -> str | None:
         # the golden value of an attribute: visible only as both this field and that attribute allow
-        access = info.context.value_access("AttributeLineage", "value", self.row.field)
+        access = _value_access(info, "AttributeLineage", "value", self.row.field)
         return _guarded("AttributeLineage", "value", self.row.value, info, access)
 
     @strawberry.field(description="The source record that supplied the value; null for a steward override.")
     async def source_record(self, info: strawberry.Info) -> SourceRecord | None:
-        if self.row.source_record_id is None:
+        if self.row.source_record_id is None or not info.context.allowed("AttributeLineage", "sourceRecord",
+                                                                         info.path):
             return None
         # lineage names the customer's own records: the batch that serves Customer.sourceRecords serves this
-        for row in await info.context.loaders.records_of.load(self.row.customer_id):
-            if row.id == self.row.source_record_id:
-                return SourceRecord(row=row)
-        row = await info.context.loaders.record.load(self.row.source_record_id)
-        return SourceRecord(row=row) if row is not None else None
+        row = next((r for r in await info.context.loaders.records_of.load(self.row.customer_id)
+                    if r.id == self.row.source_record_id), None)
+        if row is None:
+            row = await info.context.loaders.record.load(self.row.source_record_id)
+        return SourceRecord(row=row) if row is not None and info.context.sees_record(row) else None
 
     @strawberry.field(description="The survivorship rule that chose it, e.g. most-recent, source-trust, "
                                   "most-frequent, steward-override.")
-    def rule(self) -> str:
-        return self.row.rule
+    def rule(self, info: strawberry.Info) -> str:
+        return _required(info, "AttributeLineage", "rule", self.row.rule)
+
+
+def _visible_value(info: strawberry.Info, attribute: str, value: Any) -> Any:
+    """One attribute's value in an event's changes (a value or {before, after}) as the caller may see it."""
+    access = _value_access(info, "CustomerEvent", "changes", attribute)
+    if access is Access.ALLOW:
+        return value
+    if access is Access.DENY:
+        info.context.forbid("CustomerEvent", f"changes.{attribute}", info.path)
+    if isinstance(value, dict):
+        return {k: mask(as_text(v)) if access is Access.MASK else None for k, v in value.items()}
+    return mask(as_text(value)) if access is Access.MASK else None
 
 
 def _visible_changes(changes: Any, info: strawberry.Info) -> Any:
-    """Hide, in an event's changes, the attribute values the caller may not read."""
-    if not isinstance(changes, dict) or not isinstance(changes.get("fields"), dict):
+    """Hide, in an event's changes, the attribute values the caller may not read (null + one error each).
+
+    Attribute values sit in `fields` ({attribute: value} or {attribute: {before, after}}) and in entries
+    that name one attribute ({"field": attribute, "value": value}, e.g. a steward's override).
+    """
+    if not isinstance(changes, dict):
         return changes
-    fields = {}
-    for name, value in changes["fields"].items():
-        access = info.context.value_access("CustomerEvent", "changes", name)
-        if access is Access.ALLOW:
-            fields[name] = value
-        elif access is Access.MASK:
-            fields[name] = ({k: mask(v) for k, v in value.items()} if isinstance(value, dict) else mask(value))
-        else:
-            info.context.forbid("CustomerEvent", f"changes.{name}", info.path)
-    return {**changes, "fields": fields}
+    shown = {}
+    for key, entry in changes.items():
+        if key == "fields" and isinstance(entry, dict):
+            entry = {name: _visible_value(info, name, value) for name, value in entry.items()}
+        elif isinstance(entry, dict) and entry.get("field") in STORAGE_NAME and "value" in entry:
+            entry = {**entry, "value": _visible_value(info, entry["field"], entry["value"])}
+        shown[key] = entry
+    return shown
 
 
 @strawberry.type
@@ -230,24 +271,24 @@ class CustomerEvent:
     row: strawberry.Private[Any]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.row.id))
+    def id(self, info: strawberry.Info) -> strawberry.ID:
+        return _required(info, "CustomerEvent", "id", strawberry.ID(str(self.row.id)))
 
     @strawberry.field(description="CREATED, UPDATED, LINKED, MERGED, SPLIT, OVERRIDDEN, ERASED, ...")
-    def kind(self) -> str:
-        return self.row.kind
+    def kind(self, info: strawberry.Info) -> str:
+        return _required(info, "CustomerEvent", "kind", self.row.kind)
 
     @strawberry.field
-    def at(self) -> dt.datetime:
-        return self.row.at
+    def at(self, info: strawberry.Info) -> dt.datetime:
+        return _required(info, "CustomerEvent", "at", self.row.at)
 
     @strawberry.field(description="Subject of the token that caused it.")
-    def actor(self) -> str:
-        return self.row.actor
+    def actor(self, info: strawberry.Info) -> str:
+        return _required(info, "CustomerEvent", "actor", self.row.actor)
 
     @strawberry.field
-    def note(self) -> str | None:
-        return self.row.note
+    def note(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "CustomerEvent", "note", self.row.note)
 
     @strawberry.field
     def changes(self, info: strawberry.Info) -> JSON | None:
@@ -262,18 +303,19 @@ class Customer(PersonAttributes):
     row: strawberry.Private[Any]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.row.id))
+    def id(self, info: strawberry.Info) -> strawberry.ID:
+        return _required(info, "Customer", "id", strawberry.ID(str(self.row.id)))
 
     @strawberry.field(description="Increases by one with every change to the golden record.")
-    def version(self) -> int:
-        return self.row.version
+    def version(self, info: strawberry.Info) -> int:
+        return _required(info, "Customer", "version", self.row.version)
 
     @strawberry.field
     async def source_records(self, info: strawberry.Info) -> list[SourceRecord]:
         if not info.context.allowed("Customer", "sourceRecords", info.path):
             return []
-        return [SourceRecord(row=r) for r in await info.context.loaders.records_of.load(self.row.id)]
+        ctx = info.context
+        return [SourceRecord(row=r) for r in await ctx.loaders.records_of.load(self.row.id) if ctx.sees_record(r)]
 
     @strawberry.field(description="For each attribute, where its value came from and which rule chose it.")
     async def lineage(self, info: strawberry.Info) -> list[AttributeLineage]:
@@ -289,12 +331,12 @@ class Customer(PersonAttributes):
         return [CustomerEvent(row=r) for r in await info.context.loaders.history.load((self.row.id, first))]
 
     @strawberry.field
-    def created_at(self) -> dt.datetime:
-        return self.row.created_at
+    def created_at(self, info: strawberry.Info) -> dt.datetime:
+        return _required(info, "Customer", "createdAt", self.row.created_at)
 
     @strawberry.field
-    def updated_at(self) -> dt.datetime:
-        return self.row.updated_at
+    def updated_at(self, info: strawberry.Info) -> dt.datetime:
+        return _required(info, "Customer", "updatedAt", self.row.updated_at)
 
 
 @strawberry.type(description="One comparison's share of the evidence (a Fellegi-Sunter match weight).")
@@ -315,50 +357,64 @@ class MatchCandidate:
     row: strawberry.Private[Any]
 
     @strawberry.field
-    def id(self) -> strawberry.ID:
-        return strawberry.ID(str(self.row.id))
+    def id(self, info: strawberry.Info) -> strawberry.ID:
+        return _required(info, "MatchCandidate", "id", strawberry.ID(str(self.row.id)))
 
     @strawberry.field
-    def status(self) -> CandidateStatus:
-        return CandidateStatus(self.row.status)
+    def status(self, info: strawberry.Info) -> CandidateStatus:
+        return _required(info, "MatchCandidate", "status", CandidateStatus(self.row.status))
 
     @strawberry.field
-    def match_probability(self) -> float:
-        return self.row.probability
+    def match_probability(self, info: strawberry.Info) -> float:
+        return _required(info, "MatchCandidate", "matchProbability", self.row.probability)
 
     @strawberry.field
     async def customer(self, info: strawberry.Info) -> Customer:
+        info.context.require("MatchCandidate", "customer")
         return Customer(row=await info.context.loaders.customer.load(self.row.customer_id))
 
     @strawberry.field
     async def other_customer(self, info: strawberry.Info) -> Customer:
+        info.context.require("MatchCandidate", "otherCustomer")
         return Customer(row=await info.context.loaders.customer.load(self.row.other_customer_id))
 
     @strawberry.field
-    def explanation(self) -> list[ComparisonExplanation]:
+    def explanation(self, info: strawberry.Info) -> list[ComparisonExplanation]:
+        if not info.context.allowed("MatchCandidate", "explanation", info.path):
+            return []
         return explanations(self.row.explanation)
 
     @strawberry.field
-    def created_at(self) -> dt.datetime:
-        return self.row.created_at
+    def created_at(self, info: strawberry.Info) -> dt.datetime:
+        return _required(info, "MatchCandidate", "createdAt", self.row.created_at)
 
     @strawberry.field
-    def resolved_by(self) -> str | None:
-        return self.row.resolved_by
+    def resolved_by(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "MatchCandidate", "resolvedBy", self.row.resolved_by)
 
     @strawberry.field
-    def resolved_at(self) -> dt.datetime | None:
-        return self.row.resolved_at
+    def resolved_at(self, info: strawberry.Info) -> dt.datetime | None:
+        return _readable(info, "MatchCandidate", "resolvedAt", self.row.resolved_at)
 
     @strawberry.field
-    def note(self) -> str | None:
-        return self.row.note
+    def note(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "MatchCandidate", "note", self.row.note)
 
 
 @strawberry.type
 class FieldError:
     field: str
-    message: str
+    text: strawberry.Private[str]
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field, self.text = field, message
+
+    @strawberry.field(description="Why the value was refused; it quotes the value only to callers who may "
+                                  "read that field of a source record.")
+    def message(self, info: strawberry.Info) -> str:
+        if self.field in STORAGE_NAME and info.context.access("SourceRecord", self.field) is not Access.ALLOW:
+            return f"the {self.field} value was refused (details withheld: this caller may not read it)"
+        return self.text
 
 
 @strawberry.type
@@ -373,6 +429,8 @@ class RegistrationResult:
     async def customer(self, info: strawberry.Info) -> Customer | None:
         if self.customer_id is None:
             return None
+        if all(f.name in ("id", "__typename") for f in info.selected_fields[0].selections):
+            return Customer(row=SimpleNamespace(id=self.customer_id))  # the id is known: no read needed
         row = await info.context.loaders.customer.load(self.customer_id)
         return Customer(row=row) if row is not None else None
 

@@ -12,14 +12,7 @@ CONTRACT = Path(__file__).resolve().parents[2] / "shared" / "contract" / "hub.gr
 
 # What later issues deliver; each entry leaves this list when its issue lands.
 NOT_YET = {
-    "MatchDecision was removed.",                       # steward workflow
-    "CustomerMatch was removed.",                       # findCustomers (matching)
     "ErasureReceipt was removed.",                      # privacy: erasure
-    "Field Query.findCustomers was removed.",           # matching
-    "Field Mutation.resolveMatchCandidate was removed.",  # steward workflow
-    "Field Mutation.mergeCustomers was removed.",       # steward workflow
-    "Field Mutation.splitSourceRecord was removed.",    # steward workflow
-    "Field Mutation.overrideAttribute was removed.",    # steward workflow
     "Field Mutation.eraseCustomer was removed.",        # privacy: erasure
 }
 

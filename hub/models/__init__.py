@@ -2,10 +2,13 @@
 from hub.models.customers import ACTIVE, MERGED, RETIRED, Customer, Lineage
 from hub.models.events import Event
 from hub.models.matching import BlockingKey, MatchCandidate, MatchModelVersion
+from hub.models.policy import AuthzRevision as AuthzRevision, AuthzRule as AuthzRule  # re-exported
 from hub.models.records import SourceRecord
+from hub.models.stewardship import MANUAL_MERGE, NOT_A_MATCH, SPLIT, StewardRule
 from hub.models.systems import SourceSystem
 from hub.models.tokens import ApiToken
 from hub.models.types import utcnow
 
-__all__ = ["ACTIVE", "MERGED", "RETIRED", "ApiToken", "BlockingKey", "Customer", "Event", "Lineage",
-           "MatchCandidate", "MatchModelVersion", "SourceRecord", "SourceSystem", "utcnow"]
+__all__ = ["ACTIVE", "MANUAL_MERGE", "MERGED", "NOT_A_MATCH", "RETIRED", "SPLIT", "ApiToken", "BlockingKey",
+           "Customer", "Event", "Lineage", "MatchCandidate", "MatchModelVersion", "SourceRecord", "SourceSystem",
+           "StewardRule", "utcnow"]

@@ -45,3 +45,4 @@ class Lineage(SQLModel, table=True):
     value: str | None = Field(default=None, max_length=320)
     source_record_id: int | None = Field(default=None, sa_type=BigId, index=True)
     rule: str = Field(max_length=40)
+    actor: str | None = Field(default=None, max_length=200)  # who set a steward override

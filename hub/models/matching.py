@@ -25,12 +25,15 @@ class MatchCandidate(SQLModel, table=True):
     """Two golden records that may be one customer, waiting for a steward."""
 
     __tablename__ = "match_candidate"
-    __table_args__ = (sa.Index("ix_match_candidate_status_id", "status", "id"),)
+    __table_args__ = (sa.Index("ix_match_candidate_status_id", "status", "id"),
+                      sa.Index("ix_match_candidate_status_uncertainty", "status", "uncertainty", "id"))
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     customer_id: int = Field(sa_type=BigId, foreign_key="customer.id", index=True)
     other_customer_id: int = Field(sa_type=BigId, foreign_key="customer.id", index=True)
     probability: float
+    # distance from the middle of the review band: the queue serves the most uncertain first
+    uncertainty: float = Field(default=0.0)
     explanation: list[dict[str, Any]] | None = Field(default=None, sa_type=sa.JSON)
     status: str = Field(default=PENDING, max_length=12)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

@@ -37,5 +37,8 @@ class SourceRecord(SQLModel, table=True):
     region: str | None = Field(default=None, max_length=200)
     country: str | None = Field(default=None, max_length=2)
     national_id: str | None = Field(default=None, max_length=64, index=True)
+    # the match model's comparison features, derived once when the record is stored, so candidates
+    # are scored without normalising them again (None: derive on demand)
+    match_features: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
     updated_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
