@@ -242,5 +242,105 @@ def _ts(value: str | None) -> dt.datetime | None:
         raise click.ClickException(f"updatedAt {value!r} is not an ISO date-time") from None
 
 
+class _Bars:
+    """A tqdm bar per stage on stderr, fed by the (stage, done, total) progress callbacks of train and rematch."""
+
+    def __init__(self) -> None:
+        self.bar, self.stage = None, None
+
+    def __call__(self, stage: str, done: int, total: int | None) -> None:
+        from tqdm import tqdm
+
+        if total is None:  # a message from a stage without counts
+            (self.bar.write if self.bar else lambda m: click.echo(m, err=True))(stage)
+            return
+        if stage != self.stage:
+            self.close()
+            self.bar, self.stage = tqdm(total=total, desc=stage, file=sys.stderr, unit=""), stage
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = self.stage = None
+
+
+@main.command()
+@click.option("--seed", default=1, show_default=True, type=int, help="Random sampling seed.")
+@click.option("--max-pairs-u", default=1e7, show_default=True, type=float, help="Pairs sampled to estimate u.")
+@click.option("--max-pairs-em", default=2e6, show_default=True, type=float, help="Pairs per EM session (m).")
+@click.option("--note", default=None, help="Stored with the model version.")
+@click.option("--actor", default="cli:train", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Train and print the summary; store nothing.")
+def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, actor: str, dry_run: bool) -> None:
+    """Re-estimate the match model on the hub's records; print the new model id on stdout."""
+    from hub.training import summary, train_model
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+
+    async def go():
+        db = Database(settings.database_url)
+        bars = _Bars()
+        try:
+            return await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
+                                     actor=actor, note=note, dry_run=dry_run, progress=bars)
+        finally:
+            bars.close()
+            await db.dispose()
+
+    try:
+        result = _run(go())
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"trained on {result.records} records in {result.seconds:.1f}s"
+               + (" (dry run: not stored)" if dry_run else f": match model {result.model_id}"), err=True)
+    for line in summary(result.model):
+        click.echo(line, err=True)
+    if not dry_run:
+        click.echo(result.model_id)
+
+
+@main.command()
+@click.option("--apply", "apply_", is_flag=True, help="Write the changes (default: only print the diff).")
+@click.option("--show", default=0, show_default=True, type=click.IntRange(0), help="Print up to N example changes.")
+@click.option("--model", default=None, help="latest, default or a stored model id (default: HUB_MATCH_MODEL).")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1), help="Changes per transaction.")
+@click.option("--actor", default="rematch", show_default=True)
+def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) -> None:
+    """Batch-match every record and reconcile the clusters with the golden records (ids stay stable)."""
+    from hub.rematch import apply_rematch, examples, model_in_use, plan_rematch
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+
+    async def go():
+        db = Database(settings.database_url)
+        bars = _Bars()
+        try:
+            version, model_json = await model_in_use(db=db, choice=model or settings.match_model)
+            plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
+                                      model_version=version)
+            bars.close()
+            applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars) \
+                if apply_ and plan.changes else None
+            return plan, applied
+        finally:
+            bars.close()
+            await db.dispose()
+
+    plan, applied = _run(go())
+    counts = plan.counts
+    click.echo(f"model {plan.model_version or 'default'}, planned in {plan.seconds:.1f}s: "
+               + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
+    for line in examples(plan, show):
+        click.echo(line)
+    if applied is not None:
+        click.echo("applied: " + ", ".join(f"{k} {v}" for k, v in applied.items()), err=True)
+    elif plan.changes:
+        click.echo("dry run: nothing written (pass --apply)", err=True)
+    click.echo(json.dumps({"plan": counts, "applied": applied}))
+
+
 if __name__ == "__main__":
     main()

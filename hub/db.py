@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from contextlib import asynccontextmanager
@@ -20,6 +21,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
+ANALYZE_MIN_ROWS = 5_000
+GROWING_TABLES = ("source_record", "blocking_key", "customer", "lineage", "event")
+log = logging.getLogger("hub")
 
 
 def is_sqlite(url: str) -> bool:
@@ -76,6 +80,7 @@ class Database:
         self.engine = make_engine(url, echo=echo)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._local_lock = asyncio.Lock()
+        self._grown, self._analysed_at, self._analysing = 0, 0, None
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
@@ -100,6 +105,31 @@ class Database:
         async with self.engine.connect() as conn:
             yield await conn.execution_options(isolation_level="AUTOCOMMIT")
 
+    def grew(self, rows: int) -> None:
+        """Note rows inserted; refresh the planner's statistics once the tables have grown by a fifth.
+
+        A bulk load outruns autovacuum: on a table that went from empty to a million rows without
+        statistics, PostgreSQL plans key lookups as scans. ANALYZE runs in the background, off the
+        request path, at most one at a time.
+        """
+        if self.sqlite:
+            return
+        self._grown += rows
+        if self._grown >= max(ANALYZE_MIN_ROWS, self._analysed_at // 5) and self._analysing is None:
+            self._analysed_at += self._grown
+            self._grown = 0
+            self._analysing = asyncio.get_running_loop().create_task(self._analyse())
+
+    async def _analyse(self) -> None:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
+                await conn.execute(text(f"ANALYZE {', '.join(GROWING_TABLES)}"))
+        except Exception:  # noqa: BLE001 - statistics are an optimisation; autovacuum will catch up
+            log.warning("background ANALYZE failed", exc_info=True)
+        finally:
+            self._analysing = None
+
     async def ping(self) -> bool:
         """Answer whether the database responds."""
         try:
@@ -111,6 +141,8 @@ class Database:
 
     async def dispose(self) -> None:
         """Close every pooled connection."""
+        if self._analysing is not None:
+            await self._analysing
         await self.engine.dispose()
 
 
@@ -139,9 +171,11 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
         await session.execute(table.insert(), rows)
         return
     columns = list(rows[0])
-    as_json = {c for c in columns if isinstance(table.c[c].type, JSON)}
-    records = [tuple(json.dumps(r[c]) if c in as_json and r[c] is not None else r[c] for c in columns)
-               for r in rows]
+    as_json = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    records = [tuple(r.values()) for r in rows]
+    if as_json:
+        records = [tuple(json.dumps(v) if i in as_json and v is not None else v for i, v in enumerate(rec))
+                   for rec in records]
     raw = await (await session.connection()).get_raw_connection()
     await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns)
 

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.attributes import ATTRIBUTES
 from hub.blocking import candidate_keys, delete_keys, id_condition, replace_keys
 from hub.candidates import queue_candidates
-from hub.stewardship_rules import follow_merges, load_steward_memory
+from hub.stewardship_rules import follow_merges, has_rules, load_steward_memory
 from hub.config import Settings
 from hub.db import Database
 from hub.errors import BadInput, NotFound
@@ -24,6 +24,7 @@ from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner
 from hub.models import ACTIVE, MERGED, Customer, Event, SourceRecord, SourceSystem, utcnow
 from hub.standardise import FieldError, SystemProfile, standardise
 from hub.survivorship import Contribution, resolve_rules, survive
+from hub.systems import system_settings
 
 UNCHANGED, REJECTED = "UNCHANGED", "REJECTED"
 SR = SourceRecord.__table__
@@ -115,23 +116,30 @@ async def _load_candidates(session: AsyncSession, planner: Planner, items: list[
         conditions.append(id_condition(session, list(shared)))
     if not conditions:
         return
-    rows = await session.execute(select(SR.c.id, SR.c.customer_id, SR.c.match_features,
-                                        *(SR.c[a] for a in ATTRIBUTES)).where(or_(*conditions)))
+    # the model compares stored features; the attributes are needed only for the deterministic rules
+    # (and to derive features a record was stored without)
+    wanted = [SR.c[a] for a in ATTRIBUTES] if planner.scorer is None else \
+        [SR.c[a] for a in sorted({a for rule in settings.exact_rules for a in rule})]
+    rows = (await session.execute(select(SR.c.id, SR.c.customer_id, SR.c.match_features, has_rules(SR.c.customer_id),
+                                         *wanted).where(or_(*conditions)))).all()
+    missing = []
+    remembered = any(row.has_rules for row in rows) or any(it.existing is not None and it.existing.has_rules
+                                                             for it in items)
     for row in rows:
-        values = {a: row._mapping[a] for a in ATTRIBUTES}
+        if planner.scorer is not None and row.match_features is None:
+            missing.append(row)
+            continue
         planner.add_known(row.id, row.customer_id,
-                          planner.stored_profile(values, row.match_features, shared.get(row.id, ())))
-    await load_steward_memory(session, planner, {k.label for k in planner.known.values()} |
-                              {it.existing.customer_id for it in items if it.existing is not None})
-
-
-async def _system(conn, name: str):
-    """Read a source system's settings, or fail with NOT_FOUND."""
-    table = SourceSystem.__table__
-    row = (await conn.execute(select(table).where(table.c.name == name))).first()
-    if row is None:
-        raise NotFound(f"unknown source system {name!r}; register it with registerSourceSystem first")
-    return row
+                          planner.stored_profile(row._mapping, row.match_features, shared.get(row.id, ())))
+    if missing:
+        full = await session.execute(select(SR.c.id, SR.c.customer_id, *(SR.c[a] for a in ATTRIBUTES))
+                                     .where(id_condition(session, [r.id for r in missing])))
+        for row in full:
+            planner.add_known(row.id, row.customer_id, planner.stored_profile(
+                {a: row._mapping[a] for a in ATTRIBUTES}, None, shared.get(row.id, ())))
+    if remembered:  # most batches touch no golden record a steward decided on: no round trip for them
+        await load_steward_memory(session, planner, {k.label for k in planner.known.values()} |
+                                  {it.existing.customer_id for it in items if it.existing is not None})
 
 
 async def register_records(*, session: AsyncSession, system: str, items: dict[str, _Item], results: list,
@@ -140,10 +148,11 @@ async def register_records(*, session: AsyncSession, system: str, items: dict[st
 
     The caller holds the write transaction; nothing here commits.
     """
-    src = await _system(session, system)
+    src = await system_settings(session, system)
     if items:
         rows = await session.execute(
-            select(SR.c.id, SR.c.key, SR.c.customer_id, SR.c.content_hash, SR.c.updated_at)
+            select(SR.c.id, SR.c.key, SR.c.customer_id, SR.c.content_hash, SR.c.updated_at,
+                   has_rules(SR.c.customer_id))
             .where(SR.c.system == system, SR.c.key.in_(bindparam("keys", expanding=True))),
             {"keys": list(items)})
         for row in rows:
@@ -313,7 +322,7 @@ async def register_batch(*, db: Database, system: str, records: Sequence[RecordI
     if not 1 <= len(records) <= settings.max_batch:
         raise BadInput(f"registerRecords takes 1 to {settings.max_batch} records per call; got {len(records)}")
     async with db.reader() as conn:
-        src = await _system(conn, system)
+        src = await system_settings(conn, system)
     planner = Planner(settings.exact_rules, settings.link_threshold, settings.review_threshold, scorer)
     now = utcnow()
     results: list[Result | None] = [None] * len(records)
@@ -321,5 +330,7 @@ async def register_batch(*, db: Database, system: str, records: Sequence[RecordI
     for it in items.values():
         it.profile = planner.profile(it.values)
     async with db.write() as session:
-        return await register_records(session=session, system=system, items=items, results=results, actor=actor,
-                                      settings=settings, planner=planner, now=now)
+        out = await register_records(session=session, system=system, items=items, results=results, actor=actor,
+                                     settings=settings, planner=planner, now=now)
+    db.grew(sum(1 for r in out if r.action in (CREATED, LINKED, QUEUED)))
+    return out

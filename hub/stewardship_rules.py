@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.db import any_of
@@ -13,6 +14,13 @@ from hub.models.matching import PENDING, SUPERSEDED
 from hub.survivorship import STEWARD_OVERRIDE
 
 MC, RULE, LINEAGE = MatchCandidate.__table__, StewardRule.__table__, Lineage.__table__
+
+
+def has_rules(customer_id_column) -> Any:
+    """A column telling whether a steward rule concerns the golden record in `customer_id_column`."""
+    return exists(select(RULE.c.id).where(RULE.c.active, or_(RULE.c.customer_id == customer_id_column,
+                                                             RULE.c.other_customer_id == customer_id_column))
+                  ).label("has_rules")
 
 
 async def load_steward_memory(session: AsyncSession, planner, golden_ids: set[int]) -> None:

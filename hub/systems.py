@@ -1,6 +1,10 @@
 """Register and list source systems."""
 from __future__ import annotations
 
+import time
+from typing import Any
+
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.errors import BadInput, NotFound
@@ -8,6 +12,23 @@ from hub.models import Event, SourceSystem
 from hub.standardise import SystemProfile, standardise
 
 DATE_ORDERS = ("YMD", "DMY", "MDY")
+# a system's settings change rarely and are read by every registration: each process keeps them this long
+# (a change made through this process applies at once; through another, within this many seconds)
+CACHE_SECONDS = 5.0
+_cache: dict[str, tuple[float, Any]] = {}
+
+
+async def system_settings(conn, name: str) -> Any:
+    """A source system's row (name, date order, default country, trust, ...), or NOT_FOUND."""
+    hit = _cache.get(name)
+    if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+        return hit[1]
+    table = SourceSystem.__table__
+    row = (await conn.execute(select(table).where(table.c.name == name))).first()
+    if row is None:
+        raise NotFound(f"unknown source system {name!r}; register it with registerSourceSystem first")
+    _cache[name] = (time.monotonic(), row)
+    return row
 
 
 async def register_system(*, session: AsyncSession, name: str, description: str | None, date_order: str,
@@ -35,6 +56,7 @@ async def register_system(*, session: AsyncSession, name: str, description: str 
     system.description, system.date_order, system.default_country, system.trust = (
         description, date_order, country, trust)
     after = _settings(system)
+    _cache.pop(name, None)
     if before != after:
         session.add(Event(kind="SYSTEM_REGISTERED" if before is None else "SYSTEM_UPDATED", actor=actor,
                           changes={"system": name, "before": before, "after": after}))

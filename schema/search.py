@@ -1,46 +1,12 @@
 """findCustomers: ranked probabilistic search, and what a caller may learn from an explanation."""
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 import strawberry
 
 from authz import Access
-from hub.attributes import API_NAME, ATTRIBUTES
 from hub.errors import Forbidden
 from hub.search import find_customers
-from schema.types import ComparisonExplanation, Customer, CustomerAttributesInput
-
-# the attributes each comparison of the model looks at
-COMPARISON_FIELDS = {
-    "given_name": ("givenName",),
-    "date_of_birth": ("dateOfBirth",),
-    "email": ("email",),
-    "household": ("familyName", "addressLine1", "postcode", "locality", "phone"),
-    "national_id": ("nationalId",),
-}
-_NAMES = re.compile("|".join(sorted([*ATTRIBUTES, *COMPARISON_FIELDS], key=len, reverse=True)))
-
-
-def _fields_in(text: str) -> set[str]:
-    """API names of the attributes an explanation entry speaks of (e.g. `capped: date_of_birth else`)."""
-    out: set[str] = set()
-    for name in _NAMES.findall(text):
-        out.update(COMPARISON_FIELDS.get(name, (API_NAME.get(name, name),)))
-    return out
-
-
-def visible_explanation(info: strawberry.Info, rows: Iterable[tuple[str, str, float]]) -> list[ComparisonExplanation]:
-    """Keep the explanation entries about attributes the caller may read in clear; others would leak them."""
-    ctx = info.context
-    out = []
-    for comparison, level, weight in rows:
-        fields = _fields_in(f"{comparison} {level}")
-        if all(ctx.access("Customer", f) is Access.ALLOW for f in fields):
-            out.append(ComparisonExplanation(comparison=comparison, level=level, match_weight=weight))
-    return out
-
+from schema.types import ComparisonExplanation, Customer, CustomerAttributesInput, visible_explanation
 
 @strawberry.type
 class CustomerMatch:

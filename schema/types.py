@@ -4,6 +4,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import enum
+import re
+from collections.abc import Iterable
 from types import SimpleNamespace
 from typing import Annotated, Any, Optional
 
@@ -346,10 +348,39 @@ class ComparisonExplanation:
     match_weight: float
 
 
-def explanations(rows: Any) -> list[ComparisonExplanation]:
-    """Build explanation objects from stored JSON rows."""
-    return [ComparisonExplanation(comparison=r["comparison"], level=r["level"], match_weight=r["matchWeight"])
-            for r in rows or []]
+# the attributes each comparison of the model looks at
+COMPARISON_FIELDS = {
+    "given_name": ("givenName",),
+    "date_of_birth": ("dateOfBirth",),
+    "email": ("email",),
+    "household": ("familyName", "addressLine1", "postcode", "locality", "phone"),
+    "national_id": ("nationalId",),
+}
+_NAMES = re.compile("|".join(sorted([*ATTRIBUTES, *COMPARISON_FIELDS], key=len, reverse=True)))
+
+
+def _fields_in(text: str) -> set[str]:
+    """API names of the attributes an explanation entry speaks of (e.g. `capped: date_of_birth else`)."""
+    out: set[str] = set()
+    for name in _NAMES.findall(text):
+        out.update(COMPARISON_FIELDS.get(name, (API_NAME.get(name, name),)))
+    return out
+
+
+def visible_explanation(info: strawberry.Info, rows: Iterable[tuple[str, str, float]]) -> list[ComparisonExplanation]:
+    """Keep the explanation entries about attributes the caller may read in clear; others would leak them."""
+    ctx = info.context
+    out = []
+    for comparison, level, weight in rows:
+        fields = _fields_in(f"{comparison} {level}")
+        if all(ctx.access("Customer", f) is Access.ALLOW for f in fields):
+            out.append(ComparisonExplanation(comparison=comparison, level=level, match_weight=weight))
+    return out
+
+
+def explanations(info: strawberry.Info, rows: Any) -> list[ComparisonExplanation]:
+    """Build explanation objects from stored JSON rows, as far as the caller may see them."""
+    return visible_explanation(info, [(r["comparison"], r["level"], r["matchWeight"]) for r in rows or []])
 
 
 @strawberry.type(description="Two golden records that may be the same customer, waiting for a steward.")
@@ -382,7 +413,7 @@ class MatchCandidate:
     def explanation(self, info: strawberry.Info) -> list[ComparisonExplanation]:
         if not info.context.allowed("MatchCandidate", "explanation", info.path):
             return []
-        return explanations(self.row.explanation)
+        return explanations(info, self.row.explanation)
 
     @strawberry.field
     def created_at(self, info: strawberry.Info) -> dt.datetime:

@@ -1,0 +1,159 @@
+"""`hub train`: re-estimate the match model on the hub's own records and store it as a new version.
+
+u comes from random sampling, m from EM (`matching.train`); the model JSON is stored in `match_model`
+with its training time, record count and parameters. `hub.matcher.load_scorer(db, "latest")` then
+matches with it (unless HUB_MATCH_MODEL names another version).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import pyarrow as pa
+from sqlalchemy import func, insert, select
+
+from hub.attributes import ATTRIBUTES
+from hub.db import Database
+from hub.models import MatchModelVersion, SourceRecord
+
+SR = SourceRecord.__table__
+MODEL = MatchModelVersion.__table__
+CHUNK = 20_000
+# the arrow schema `matching` reads: an integer id and the standardised attributes as text
+RECORD_SCHEMA = pa.schema([("id", pa.int64()), *((a, pa.string()) for a in ATTRIBUTES)])
+
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class TrainingResult:
+    model: dict[str, Any]
+    records: int
+    seconds: float
+    params: dict[str, Any]
+    model_id: int | None = None  # None: not stored (dry run)
+
+
+def _text(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+async def record_batches(*, db: Database, chunk: int = CHUNK,
+                         with_customer: bool = False) -> AsyncIterator[tuple[pa.RecordBatch, list[int] | None]]:
+    """Stream every source record as arrow batches (id + attributes), optionally with each one's golden id.
+
+    Core rows through a server-side cursor: no ORM objects, and at most one chunk of rows in Python at once.
+    """
+    cols = [SR.c.id, *(SR.c[a] for a in ATTRIBUTES)] + ([SR.c.customer_id] if with_customer else [])
+    async with db.engine.connect() as conn:
+        result = await conn.stream(select(*cols).order_by(SR.c.id).execution_options(yield_per=chunk))
+        async for rows in result.partitions(chunk):
+            columns = list(zip(*rows, strict=True))
+            arrays = [pa.array(columns[0], pa.int64())] + [
+                pa.array([_text(v) for v in columns[i + 1]], pa.string()) for i in range(len(ATTRIBUTES))]
+            yield (pa.RecordBatch.from_arrays(arrays, schema=RECORD_SCHEMA),
+                   list(columns[-1]) if with_customer else None)
+
+
+async def count_records(*, db: Database) -> int:
+    """How many source records the hub holds."""
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(SR)) or 0)
+
+
+async def records_table(*, db: Database, progress: Progress | None = None) -> pa.Table:
+    """Every source record as one arrow table (id + standardised attributes as text)."""
+    total = await count_records(db=db)
+    batches, done = [], 0
+    async for batch, _ in record_batches(db=db):
+        batches.append(batch)
+        done += batch.num_rows
+        if progress:
+            progress("reading records", done, total)
+    return pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+
+
+async def train_model(*, db: Database, seed: int = 1, max_pairs_u: float = 1e7, max_pairs_em: float = 2e6,
+                      actor: str = "cli:train", note: str | None = None, dry_run: bool = False,
+                      progress: Progress | None = None) -> TrainingResult:
+    """Train a model on every stored record and store it as the newest version (unless dry_run)."""
+    from matching import train
+    from matching.train import M_CAPS, apply_m_caps
+
+    table = await records_table(db=db, progress=progress)
+    if table.num_rows < 2:
+        raise ValueError(f"training needs records; the hub holds {table.num_rows}")
+    params = {"seed": seed, "max_pairs_u": max_pairs_u, "max_pairs_em": max_pairs_em}
+    started = time.perf_counter()
+    # Splink/DuckDB work is CPU-bound and blocking: keep it off the event loop. The m caps come after
+    # completing the levels the data did not train (apply_m_caps needs every m).
+    model = await asyncio.to_thread(train, table, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
+                                    id_column="id", m_caps={})
+    params["from_default"] = complete(model, default_model_json())
+    apply_m_caps(model, M_CAPS)
+    model["matching_training"]["m_caps"] = [[c, lv, v] for (c, lv), v in M_CAPS.items()]
+    result = TrainingResult(model, table.num_rows, round(time.perf_counter() - started, 3), params)
+    if not dry_run:
+        result.model_id = await store_model(db=db, result=result, actor=actor, note=note)
+    return result
+
+
+def default_model_json() -> dict[str, Any]:
+    """The model shipped with `matching`."""
+    return json.loads(resources.files("matching").joinpath("default_model.json").read_text(encoding="utf-8"))
+
+
+def complete(model: dict[str, Any], base: dict[str, Any]) -> list[str]:
+    """Give levels the data never showed (Splink leaves their m or u out) the base model's values.
+
+    A small hub rarely has a pair in every level (a swapped day and month, a national id); without
+    a value the model cannot be evaluated. The trained levels are rescaled so each comparison's m
+    (and u) still sum to 1. Returns "comparison/level/m|u" for every value taken from the base.
+    """
+    base_levels = {(c["output_column_name"], lv.get("label_for_charts")): lv
+                   for c in base["comparisons"] for lv in c["comparison_levels"]}
+    filled = []
+    for comp in model["comparisons"]:
+        levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
+        for key in ("m_probability", "u_probability"):
+            missing = [lv for lv in levels if key not in lv]
+            if not missing:
+                continue
+            borrowed = [base_levels[(comp["output_column_name"], lv.get("label_for_charts"))][key] for lv in missing]
+            trained = [lv for lv in levels if key in lv]
+            scale = (1.0 - sum(borrowed)) / (sum(lv[key] for lv in trained) or 1.0)
+            for lv in trained:
+                lv[key] *= scale
+            for lv, value in zip(missing, borrowed, strict=True):
+                lv[key] = value
+                filled.append(f"{comp['output_column_name']}/{lv.get('label_for_charts')}/{key[0]}")
+    return filled
+
+
+async def store_model(*, db: Database, result: TrainingResult, actor: str, note: str | None) -> int:
+    """Insert the trained model as a new match_model row; return its id."""
+    async with db.write() as session:
+        return (await session.execute(insert(MODEL).values(
+            actor=actor, records=result.records, seconds=result.seconds, params=result.params,
+            model=result.model, note=note).returning(MODEL.c.id))).scalar_one()
+
+
+def summary(model: dict[str, Any], *, top: int = 2) -> list[str]:
+    """A few lines describing a model: lambda and the m/u of the first levels of each comparison."""
+    lines = [f"lambda (probability two random records match): {model.get('probability_two_random_records_match'):.3g}"]
+    for comp in model.get("comparisons", []):
+        levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")][:top]
+        parts = [f"{lv.get('label_for_charts')}: m={lv.get('m_probability', float('nan')):.3g} "
+                 f"u={lv.get('u_probability', float('nan')):.3g}" for lv in levels]
+        lines.append(f"  {comp['output_column_name']}: " + "; ".join(parts))
+    return lines
+
+
+__all__ = ["RECORD_SCHEMA", "TrainingResult", "complete", "count_records", "default_model_json", "record_batches", "records_table", "store_model",
+           "summary", "train_model"]

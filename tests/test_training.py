@@ -1,0 +1,92 @@
+"""`hub train`: a model re-estimated on the hub's own records is stored as the newest version."""
+from __future__ import annotations
+
+import random
+
+from click.testing import CliRunner
+from sqlalchemy import func, select
+
+from hub import cli
+from hub.config import get_settings
+from hub.matcher import load_scorer
+from hub.models import MatchModelVersion
+from hub.records import RecordInput, register_batch
+from hub.systems import register_system
+from hub.training import complete, default_model_json, summary, train_model
+
+GIVEN = ["Anna", "Bernd", "Carla", "Dieter", "Emma", "Felix", "Greta", "Hans", "Ida", "Jonas", "Karin", "Lukas",
+         "Maria", "Nina", "Otto", "Paula", "Rita", "Stefan", "Tina", "Vera", "Walter", "Xenia", "Yusuf", "Zoe"]
+FAMILY = ["Berg", "Holm", "Nord", "Sund", "Kim", "Meyer", "Schulz", "Wagner", "Becker", "Hoffmann", "Koch",
+          "Richter", "Klein", "Wolf", "Neumann", "Braun", "Zimmer", "Lange"]
+
+
+def _typo(text: str, rnd: random.Random) -> str:
+    i = rnd.randrange(1, len(text))
+    return text[:i] + rnd.choice("aeiourst") + text[i + 1:]
+
+
+def people(n: int, *, seed: int = 3) -> list[RecordInput]:
+    """About 3 records per person, later ones with a typo or a missing attribute (a tiny generator)."""
+    rnd, out = random.Random(seed), []
+    for p in range(n):
+        given, family = rnd.choice(GIVEN), rnd.choice(FAMILY)
+        base = {"givenName": given, "familyName": family, "email": f"{given}.{family}{p}@x.org".lower(),
+                "dateOfBirth": f"{rnd.randint(1940, 2004)}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}",
+                "phone": f"+4930{rnd.randint(1000000, 9999999)}", "postcode": f"{rnd.randint(10000, 99999)}",
+                "addressLine1": f"{rnd.randint(1, 200)} {rnd.choice(['Main', 'Oak', 'Elm', 'Lake'])} St",
+                "locality": "Berlin", "country": "DE"}
+        for k in range(rnd.randint(1, 5)):
+            attrs = dict(base)
+            if k:
+                for a in rnd.sample(["givenName", "familyName", "email", "phone", "addressLine1"], 2):
+                    attrs[a] = _typo(attrs[a], rnd) if a.endswith("Name") and rnd.random() < .5 else None
+            out.append(RecordInput(f"P{p}-{k}", attrs))
+    return out
+
+
+async def _load(db, settings, n: int = 100) -> int:
+    async with db.write() as session:
+        await register_system(session=session, name="crm", date_order="YMD", trust=50)
+    records = people(n)
+    await register_batch(db=db, system="crm", records=records, actor="test", settings=settings, scorer=None)
+    return len(records)
+
+
+async def test_train_stores_a_version_that_the_hub_then_uses(db, settings):
+    n = await _load(db, settings)
+    assert 250 <= n <= 350
+    dry = await train_model(db=db, max_pairs_u=2e5, max_pairs_em=1e5, dry_run=True)
+    assert dry.model_id is None and dry.records == n
+    async with db.session() as session:
+        assert await session.scalar(select(func.count()).select_from(MatchModelVersion)) == 0
+    done = await train_model(db=db, seed=2, max_pairs_u=2e5, max_pairs_em=1e5, note="first", actor="tester")
+    scorer = await load_scorer(db, "latest")
+    assert scorer.version == done.model_id
+    async with db.session() as session:
+        row = (await session.execute(select(MatchModelVersion))).scalar_one()
+    assert (row.records, row.actor, row.note, row.params["seed"]) == (n, "tester", "first", 2)
+    assert row.seconds > 0 and 0 < row.model["probability_two_random_records_match"] < 1
+    assert any("lambda" in line for line in summary(row.model))
+
+
+def test_complete_fills_untrained_levels_and_keeps_each_comparison_summing_to_one():
+    base = default_model_json()
+    model = default_model_json()
+    comp = model["comparisons"][0]
+    levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
+    del levels[1]["m_probability"]
+    filled = complete(model, base)
+    assert filled == [f"{comp['output_column_name']}/{levels[1]['label_for_charts']}/m"]
+    assert abs(sum(lv["m_probability"] for lv in levels) - 1) < 1e-9
+
+
+async def test_cli_train_dry_run_prints_a_summary_and_stores_nothing(db, settings, monkeypatch):
+    await _load(db, settings, 60)
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(cli.main, ["train", "--dry-run", "--max-pairs-u", "1e5", "--max-pairs-em", "5e4"])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    assert "dry run" in result.stderr and "lambda" in result.stderr and result.stdout == ""
