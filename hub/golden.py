@@ -5,7 +5,7 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.attributes import API_NAME, ATTRIBUTES, as_text

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from hub.models.person import PersonColumns
 from hub.models.types import BigId, UTCDateTime, utcnow
 
 ACTIVE, MERGED, RETIRED = "ACTIVE", "MERGED", "RETIRED"
 
 
-class Customer(SQLModel, table=True):
+class Customer(PersonColumns, table=True):
     __tablename__ = "customer"
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
@@ -19,18 +19,6 @@ class Customer(SQLModel, table=True):
     # a merged-away golden record forwards here, for ever
     merged_into: int | None = Field(default=None, sa_type=BigId, foreign_key="customer.id", index=True)
     version: int = Field(default=1)
-    given_name: str | None = Field(default=None, max_length=200)
-    family_name: str | None = Field(default=None, max_length=200)
-    date_of_birth: dt.date | None = Field(default=None)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=32)
-    address_line1: str | None = Field(default=None, max_length=300)
-    address_line2: str | None = Field(default=None, max_length=300)
-    locality: str | None = Field(default=None, max_length=200)
-    postcode: str | None = Field(default=None, max_length=32)
-    region: str | None = Field(default=None, max_length=200)
-    country: str | None = Field(default=None, max_length=2)
-    national_id: str | None = Field(default=None, max_length=64)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     updated_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
 

@@ -5,17 +5,19 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 
+from hub.models.person import PersonColumns
 from hub.models.types import BigId, UTCDateTime, utcnow
 
 
-class SourceRecord(SQLModel, table=True):
+class SourceRecord(PersonColumns, table=True):
     __tablename__ = "source_record"
     __table_args__ = (
         sa.UniqueConstraint("system", "key", name="uq_source_record_system_key"),
         sa.Index("ix_source_record_system_id", "system", "id"),
         sa.Index("ix_source_record_email_dob", "email", "date_of_birth"),
+        sa.Index("ix_source_record_national_id", "national_id"),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
@@ -25,18 +27,6 @@ class SourceRecord(SQLModel, table=True):
     raw: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)
     # hash of the raw attributes: the same record sent again is recognised without comparing columns
     content_hash: str = Field(max_length=64)
-    given_name: str | None = Field(default=None, max_length=200)
-    family_name: str | None = Field(default=None, max_length=200)
-    date_of_birth: dt.date | None = Field(default=None)
-    email: str | None = Field(default=None, max_length=320)
-    phone: str | None = Field(default=None, max_length=32)
-    address_line1: str | None = Field(default=None, max_length=300)
-    address_line2: str | None = Field(default=None, max_length=300)
-    locality: str | None = Field(default=None, max_length=200)
-    postcode: str | None = Field(default=None, max_length=32)
-    region: str | None = Field(default=None, max_length=200)
-    country: str | None = Field(default=None, max_length=2)
-    national_id: str | None = Field(default=None, max_length=64, index=True)
     # the match model's comparison features, derived once when the record is stored, so candidates
     # are scored without normalising them again (None: derive on demand)
     match_features: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from hub.models.types import UTCDateTime, utcnow
