@@ -252,7 +252,10 @@ class _Bars:
         from tqdm import tqdm
 
         if total is None:  # a message from a stage without counts
-            (self.bar.write if self.bar else lambda m: click.echo(m, err=True))(stage)
+            if self.bar is not None:
+                self.bar.write(stage, file=sys.stderr)  # above the bar, not through it
+            else:
+                click.echo(stage, err=True)
             return
         if stage != self.stage:
             self.close()
@@ -309,6 +312,8 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
 @click.option("--actor", default="rematch", show_default=True)
 def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) -> None:
     """Batch-match every record and reconcile the clusters with the golden records (ids stay stable)."""
+    import time
+
     from hub.rematch import apply_rematch, examples, model_in_use, plan_rematch
 
     settings = get_settings()
@@ -322,8 +327,11 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
             plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
                                       model_version=version)
             bars.close()
-            applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars) \
-                if apply_ and plan.changes else None
+            applied = None
+            if apply_ and plan.changes:
+                started = time.perf_counter()
+                applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars)
+                applied["seconds"] = round(time.perf_counter() - started, 3)
             return plan, applied
         finally:
             bars.close()
@@ -331,7 +339,8 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
 
     plan, applied = _run(go())
     counts = plan.counts
-    click.echo(f"model {plan.model_version or 'default'}, planned in {plan.seconds:.1f}s: "
+    click.echo(f"model {plan.model_version or 'default'}, planned in {plan.seconds:.1f}s "
+               f"({', '.join(f'{k} {v:.1f}s' for k, v in plan.timings.items())}): "
                + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
     for line in examples(plan, show):
         click.echo(line)
@@ -339,7 +348,7 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
         click.echo("applied: " + ", ".join(f"{k} {v}" for k, v in applied.items()), err=True)
     elif plan.changes:
         click.echo("dry run: nothing written (pass --apply)", err=True)
-    click.echo(json.dumps({"plan": counts, "applied": applied}))
+    click.echo(json.dumps({"plan": counts, "applied": applied, "seconds": {**plan.timings, "plan": plan.seconds}}))
 
 
 if __name__ == "__main__":

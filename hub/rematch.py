@@ -106,6 +106,7 @@ class RematchPlan:
     model_version: int | None = None
     max_rule_id: int = 0        # rules written after the plan (id above) make its changes stale
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)   # seconds per stage: read, match, reconcile
     blocked: int = 0            # units kept apart from their proposed group by a steward rule
 
     @property
@@ -182,10 +183,9 @@ class _Conflicts:
         self.barred: dict[int, set[int]] = defaultdict(set)
         self.curated: set[int] = set()
         for r in rules:
-            if r.customer_id == r.other_customer_id:
-                continue  # both sides merged into one: the rule says nothing any more
+            # a manual merge's rule names the merged-away id: after following, both sides are the survivor
             self.curated.update((r.customer_id, r.other_customer_id))
-            if r.kind in (NOT_A_MATCH, SPLIT):
+            if r.kind in (NOT_A_MATCH, SPLIT) and r.customer_id != r.other_customer_id:
                 self.apart[r.customer_id].add(r.other_customer_id)
                 self.apart[r.other_customer_id].add(r.customer_id)
             if r.kind == SPLIT and r.source_record_id is not None:
@@ -341,6 +341,7 @@ async def plan_rematch(*, db: Database, settings: Settings, model_json: dict[str
     started = time.perf_counter()
     rules, forward, max_rule_id = await read_rules(db=db)
     table, current = await read_records(db=db, progress=progress)
+    read_at = time.perf_counter()
     if table.num_rows:
         say = (lambda msg: progress(f"matching: {msg}", 0, None)) if progress else None
         # DuckDB/Splink work blocks: run it off the event loop
@@ -351,9 +352,13 @@ async def plan_rematch(*, db: Database, settings: Settings, model_json: dict[str
                             strict=True))
     else:
         clusters = {}
+    matched_at = time.perf_counter()
     plan = reconcile(current=current, clusters=clusters, rules=rules, forward=forward)
     plan.model_version, plan.max_rule_id = model_version, max_rule_id
-    plan.seconds = round(time.perf_counter() - started, 3)
+    done = time.perf_counter()
+    plan.seconds = round(done - started, 3)
+    plan.timings = {"read": round(read_at - started, 3), "match": round(matched_at - read_at, 3),
+                    "reconcile": round(done - matched_at, 3)}
     return plan
 
 
@@ -413,7 +418,7 @@ async def _apply_batch(session, batch: list[Change], *, actor: str, now: dt.date
         await merge_into(session, merges, actor=actor, now=now, reason="rematch")
     await _recompute(session, todo, home, actor=actor, now=now, merges=merges)
     return {"applied": len(todo), "stale": len(stale), "merged_away": len(merges), "new_golden": len(fresh),
-            "records_moved": len(moves)}
+            "records_moved": len(moves) + sum(t.loser_records for t in targets)}
 
 
 async def _recompute(session, todo: list[Change], home: dict[int, int], *, actor: str, now: dt.datetime,

@@ -25,8 +25,9 @@ from hub.tokens import create_token
 from schema.app import build_services, create_app
 
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
-TABLES = ("lineage", "event", "blocking_key", "match_candidate", "match_model", "source_record", "customer",
-          "api_token", "source_system")
+# every table but the policy's (seeded by its migration; tests that edit it restore it)
+TABLES = ("lineage", "event", "blocking_key", "match_candidate", "match_model", "steward_rule", "source_record",
+          "customer", "api_token", "source_system")
 
 
 async def _admin(sql: str) -> None:

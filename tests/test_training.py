@@ -1,6 +1,7 @@
 """`hub train`: a model re-estimated on the hub's own records is stored as the newest version."""
 from __future__ import annotations
 
+import asyncio
 import random
 
 from click.testing import CliRunner
@@ -46,7 +47,8 @@ def people(n: int, *, seed: int = 3) -> list[RecordInput]:
 
 async def _load(db, settings, n: int = 100) -> int:
     async with db.write() as session:
-        await register_system(session=session, name="crm", date_order="YMD", trust=50)
+        await register_system(session=session, name="crm", description=None, date_order="YMD",
+                              default_country=None, trust=50, actor="test")
     records = people(n)
     await register_batch(db=db, system="crm", records=records, actor="test", settings=settings, scorer=None)
     return len(records)
@@ -85,7 +87,9 @@ async def test_cli_train_dry_run_prints_a_summary_and_stores_nothing(db, setting
     monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
     get_settings.cache_clear()
     try:
-        result = CliRunner().invoke(cli.main, ["train", "--dry-run", "--max-pairs-u", "1e5", "--max-pairs-em", "5e4"])
+        # the command starts its own event loop: run it in a worker thread
+        result = await asyncio.to_thread(CliRunner().invoke, cli.main, [
+            "train", "--dry-run", "--max-pairs-u", "1e5", "--max-pairs-em", "5e4"], catch_exceptions=False)
     finally:
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output

@@ -1,0 +1,196 @@
+"""`hub rematch`: batch clusters reconciled with the golden records, ids stable, steward decisions kept."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from hub.cli import main
+from hub.config import get_settings
+from hub.models import MANUAL_MERGE, NOT_A_MATCH, SPLIT, Customer, Event
+from hub.rematch import Rule, apply_rematch, model_in_use, plan_rematch, reconcile
+from tests.helpers import CUSTOMER, add_system, rec, register
+from tests.test_stewardship import MERGE, SPLIT as SPLIT_MUTATION
+
+
+def _targets(plan):
+    return [(t.survivor, t.losers, t.moves) for c in plan.changes for t in c.targets]
+
+
+# --- the reconciliation on plain data ----------------------------------------------------------------------
+
+def test_merge_keeps_the_id_holding_most_of_the_cluster():
+    # golden 7 holds records 1, 2; golden 3 holds record 3; golden 9 holds record 4; one cluster
+    plan = reconcile(current={1: 7, 2: 7, 3: 3, 4: 9}, clusters={1: 1, 2: 1, 3: 1, 4: 1})
+    assert _targets(plan) == [(7, [3, 9], [])]
+    assert plan.counts["merged_away"] == 2 and plan.counts["records_moved"] == 2
+
+
+def test_merge_tie_keeps_the_smallest_id():
+    plan = reconcile(current={1: 8, 2: 5}, clusters={1: 1, 2: 1})
+    assert _targets(plan) == [(5, [8], [])]
+
+
+def test_split_keeps_the_id_with_the_largest_part_and_the_rest_becomes_new():
+    plan = reconcile(current={1: 4, 2: 4, 3: 4}, clusters={1: 1, 2: 2, 3: 2})
+    assert _targets(plan) == [(None, [], [(4, [1])])]
+    assert plan.counts["splits"] == 1 and plan.counts["new_golden"] == 1 and plan.counts["unchanged"] == 0
+    assert plan.changes[0].split_sources == [4]
+
+
+def test_split_off_part_joins_the_golden_record_of_its_cluster():
+    # golden 4 = {1, 2, 3}: record 3 belongs with record 5 of golden 6
+    plan = reconcile(current={1: 4, 2: 4, 3: 4, 5: 6}, clusters={1: 1, 2: 1, 3: 3, 5: 3})
+    assert _targets(plan) == [(6, [], [(4, [3])])]
+    assert plan.counts["records_moved"] == 1
+
+
+def test_unchanged_stays_unchanged():
+    plan = reconcile(current={1: 1, 2: 1, 3: 2}, clusters={1: 1, 2: 1, 3: 3})
+    assert plan.changes == [] and plan.counts["unchanged"] == 2
+
+
+def test_not_a_match_blocks_a_merge_even_after_a_merge_moved_the_rule():
+    # the rule names 11, since merged into 2; 1 and 2 stay apart, 3 joins the larger one
+    rules = [Rule(NOT_A_MATCH, 1, 11)]
+    plan = reconcile(current={1: 1, 2: 2, 3: 2, 4: 3}, clusters={1: 1, 2: 1, 3: 1, 4: 1}, rules=rules,
+                     forward={11: 2})
+    assert _targets(plan) == [(2, [3], [])]
+    assert plan.counts["blocked_by_steward"] == 1 and plan.counts["unchanged"] == 1
+
+
+def test_split_rule_keeps_a_record_out_of_the_golden_record_it_was_split_from():
+    # record 2 was split out of golden 1 into golden 5; the clusters put it back
+    rules = [Rule(SPLIT, 5, 1, 2)]
+    plan = reconcile(current={1: 1, 3: 1, 2: 5}, clusters={1: 1, 2: 1, 3: 1}, rules=rules)
+    assert plan.changes == [] and plan.counts["blocked_by_steward"] == 1
+
+
+def test_split_rule_bars_the_record_even_when_it_now_sits_in_another_golden_record():
+    # record 2 (split from 1) was later merged into golden 8 by the real-time path: 8 must not join 1
+    rules = [Rule(SPLIT, 8, 1, 2)]
+    plan = reconcile(current={1: 1, 2: 8, 3: 8}, clusters={1: 1, 2: 1, 3: 1}, rules=rules)
+    assert plan.changes == []
+
+
+def test_manual_merge_blocks_a_split():
+    # a steward merged 2 into 1 (the rule still names the merged-away 2)
+    rules = [Rule(MANUAL_MERGE, 1, 2)]
+    current, clusters = {1: 1, 2: 1, 3: 1}, {1: 1, 2: 1, 3: 3}
+    assert _targets(reconcile(current=current, clusters=clusters)) == [(None, [], [(1, [3])])]
+    plan = reconcile(current=current, clusters=clusters, rules=rules, forward={2: 1})
+    assert plan.changes == [] and plan.counts["unchanged"] == 1
+
+
+def test_an_indivisible_golden_record_joins_every_cluster_it_spans():
+    # golden 1 (manually merged) spans clusters 1 and 3; golden 2 and 3 are in those clusters
+    rules = [Rule(MANUAL_MERGE, 1, 9)]
+    plan = reconcile(current={1: 1, 3: 1, 2: 2, 4: 3}, clusters={1: 1, 2: 1, 3: 3, 4: 3}, rules=rules,
+                     forward={9: 1})
+    assert _targets(plan) == [(1, [2, 3], [])]
+
+
+def test_split_and_merge_of_one_golden_record_are_one_change():
+    # golden 1 = {1, 2, 3}: 1, 2 go with golden 5, 3 with golden 6
+    plan = reconcile(current={1: 1, 2: 1, 3: 1, 5: 5, 6: 6}, clusters={1: 1, 2: 1, 5: 1, 3: 3, 6: 3})
+    assert len(plan.changes) == 1
+    assert sorted(_targets(plan), key=str) == sorted([(1, [5], []), (6, [], [(1, [3])])], key=str)
+
+
+# --- end to end ------------------------------------------------------------------------------------------
+
+ANNA = dict(givenName="Anna", familyName="Berg", dateOfBirth="1980-01-01", phone="+4930123456",
+            addressLine1="12 Lake Street", postcode="10115", locality="Berlin")
+CARL = dict(givenName="Carl", familyName="Holm", dateOfBirth="1970-02-02", email="carl.holm@x.org")
+OLAF = dict(givenName="Olaf", familyName="Nord", dateOfBirth="1950-05-05", email="olaf@nord.no")
+ZOE = dict(givenName="Zoe", familyName="Kim", dateOfBirth="1999-09-09", email="zoe@kim.kr")
+
+
+async def _hub_without_model(admin, services):
+    """Records the real-time path (deterministic rules only) left apart that the batch model joins, and one
+    golden record that a national id wrongly joined."""
+    services.scorer = None
+    await add_system(admin)
+    reg = {}
+    for key, attrs in [("A1", dict(ANNA, email="anna@berg.de")), ("A2", dict(ANNA, email="anna.b@work.com")),
+                       ("C1", CARL), ("C2", dict(CARL, dateOfBirth=None, phone="+4930999999")),
+                       ("Z1", dict(ZOE, nationalId="NO-123456")), ("O1", dict(OLAF, nationalId="NO-123456")),
+                       ("O2", dict(OLAF, phone="+4740000000"))]:
+        [r] = await register(admin, "crm", rec(key, **attrs))
+        reg[key] = r["customer"]["id"]
+    assert reg["O1"] == reg["Z1"] and reg["O2"] == reg["O1"]       # one national id, one email+dob
+    assert len({reg["A1"], reg["A2"], reg["C1"], reg["C2"]}) == 4
+    return reg
+
+
+async def _plan(db, settings):
+    _, model_json = await model_in_use(db=db, choice="default")
+    return await plan_rematch(db=db, settings=settings, model_json=model_json)
+
+
+async def _golden(admin, cid):
+    return (await admin(CUSTOMER, id=cid))["customer"]
+
+
+async def test_rematch_merges_and_splits_keeping_ids_stable(admin, services, db, settings):
+    reg = await _hub_without_model(admin, services)
+    plan = await _plan(db, settings)
+    counts = plan.counts
+    assert (counts["merges"], counts["merged_away"], counts["splits"], counts["new_golden"]) == (2, 2, 1, 1)
+    assert counts["records_moved"] == 3 and counts["unchanged"] == 0
+    done = await apply_rematch(db=db, plan=plan, actor="rematch")
+    assert done["applied"] == len(plan.changes) and done["stale"] == 0
+
+    anna = await _golden(admin, reg["A2"])          # a merged-away id forwards to its survivor
+    assert anna["id"] == reg["A1"] and {r["key"] for r in anna["sourceRecords"]} == {"A1", "A2"}
+    carl = await _golden(admin, reg["C1"])
+    assert {r["key"] for r in carl["sourceRecords"]} == {"C1", "C2"}
+    olaf = await _golden(admin, reg["O1"])          # the id stays with the larger part
+    assert olaf["id"] == reg["O1"] and {r["key"] for r in olaf["sourceRecords"]} == {"O1", "O2"}
+    zoe = (await admin("""query { sourceRecord(system: "crm", key: "Z1") { customer { id givenName } } }"""))
+    zoe = zoe["sourceRecord"]["customer"]
+    assert int(zoe["id"]) > max(int(x) for x in reg.values()) and zoe["givenName"] == "Zoe"
+    assert olaf["givenName"] == "Olaf"
+
+    kinds = {e["kind"] for e in anna["history"]}
+    assert {"MERGED", "REMATCH_MERGE"} <= kinds
+    assert "REMATCH_SPLIT" in {e["kind"] for e in olaf["history"]}
+    async with db.session() as session:
+        away = (await session.execute(select(Customer).where(Customer.id == int(reg["A2"])))).scalar_one()
+        actors = set((await session.execute(select(Event.actor).where(Event.kind.like("REMATCH%")))).scalars())
+    assert (away.status, away.merged_into) == ("MERGED", int(reg["A1"])) and actors == {"rematch"}
+
+    again = await _plan(db, settings)
+    assert again.changes == [] and again.counts["unchanged"] == 4
+
+
+async def test_rematch_respects_steward_splits_and_merges(admin, services, db, settings):
+    reg = await _hub_without_model(admin, services)
+    await apply_rematch(db=db, plan=await _plan(db, settings), actor="rematch")
+    # a steward takes A2 back out (SPLIT), and puts Zoe back with Olaf (MANUAL_MERGE)
+    await admin(SPLIT_MUTATION, s="crm", k="A2", note="different people")
+    zoe = (await admin("""query { sourceRecord(system: "crm", key: "Z1") { customer { id } } }"""))
+    await admin(MERGE, ids=[reg["O1"], zoe["sourceRecord"]["customer"]["id"]], note="same household account")
+    plan = await _plan(db, settings)
+    assert plan.changes == [] and plan.counts["blocked_by_steward"] == 1
+
+
+async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, services, db, settings, monkeypatch):
+    await _hub_without_model(admin, services)
+    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_MATCH_MODEL", "default")
+    get_settings.cache_clear()
+    try:
+        dry = await asyncio.to_thread(CliRunner().invoke, main, ["rematch", "--show", "2"], catch_exceptions=False)
+        assert dry.exit_code == 0, dry.output
+        lines = dry.stdout.strip().splitlines()
+        assert len(lines) == 3 and json.loads(lines[-1])["applied"] is None
+        assert json.loads(lines[-1])["plan"]["merges"] == 2 and "pass --apply" in dry.stderr
+        done = await asyncio.to_thread(CliRunner().invoke, main, ["rematch", "--apply"], catch_exceptions=False)
+        assert json.loads(done.stdout.strip().splitlines()[-1])["applied"]["merged_away"] == 2
+        again = await asyncio.to_thread(CliRunner().invoke, main, ["rematch"], catch_exceptions=False)
+        assert json.loads(again.stdout)["plan"]["merges"] == 0
+    finally:
+        get_settings.cache_clear()
