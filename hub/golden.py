@@ -5,7 +5,9 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.attributes import API_NAME, ATTRIBUTES, as_text
@@ -16,6 +18,16 @@ from hub.survivorship import STEWARD_OVERRIDE, Contribution, Outcome, resolve_ru
 
 SR, CUSTOMER, LINEAGE, EVENT, SYSTEM = (SourceRecord.__table__, Customer.__table__, Lineage.__table__,
                                        Event.__table__, SourceSystem.__table__)
+
+
+# statements of the hot path, built once (building and keying a statement costs more than its round trip)
+_MEMBERS = (select(SR.c.id, SR.c.customer_id, SYSTEM.c.trust, SR.c.updated_at, *(SR.c[a] for a in ATTRIBUTES))
+            .join(SYSTEM, SYSTEM.c.name == SR.c.system).where(SR.c.customer_id.in_(bindparam("ids", expanding=True))))
+_CURRENT = (select(CUSTOMER, LINEAGE.c.field, LINEAGE.c.value.label("lineage_value"), LINEAGE.c.source_record_id,
+                   LINEAGE.c.rule, LINEAGE.c.actor).outerjoin(LINEAGE, LINEAGE.c.customer_id == CUSTOMER.c.id)
+            .where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True))))
+_UPDATE_CUSTOMER = update(CUSTOMER).where(CUSTOMER.c.id == bindparam("_id")).values(
+    {c: bindparam("b_" + c) for c in ("version", "status", "updated_at", *ATTRIBUTES)})
 
 
 def binds(values: Mapping[str, object], **keys: object) -> dict[str, object]:
@@ -67,25 +79,19 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
         return set()
     rules = resolve_rules(get_settings().survivorship)
     members: dict[int, list[Contribution]] = defaultdict(list)
-    rows = await session.execute(
-        select(SR.c.id, SR.c.customer_id, SYSTEM.c.trust, SR.c.updated_at, *(SR.c[a] for a in ATTRIBUTES))
-        .join(SYSTEM, SYSTEM.c.name == SR.c.system)
-        .where(SR.c.customer_id.in_(bindparam("ids", expanding=True))), {"ids": ids})
+    rows = await session.execute(_MEMBERS, {"ids": ids})
     for r in rows:
         m = r._mapping
         members[r.customer_id].append(Contribution(r.id, r.trust, r.updated_at,
                                                    {a: m[a] for a in ATTRIBUTES if m[a] is not None}))
     # the golden records and their lineage in one round trip (a row per lineage field)
     current, old_lineage = {}, defaultdict(dict)
-    for r in await session.execute(
-            select(CUSTOMER, LINEAGE.c.field, LINEAGE.c.value.label("lineage_value"), LINEAGE.c.source_record_id,
-                   LINEAGE.c.rule, LINEAGE.c.actor).outerjoin(LINEAGE, LINEAGE.c.customer_id == CUSTOMER.c.id)
-            .where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True))), {"ids": ids}):
+    for r in await session.execute(_CURRENT, {"ids": ids}):
         current[r.id] = r
         if r.field is not None:
             old_lineage[r.id][r.field] = (r.lineage_value, r.source_record_id, r.rule, r.actor)
 
-    customer_updates, lineage_rows, relineage, events = [], [], [], []
+    customer_updates, lineage_rows, gone, events = [], [], [], []
     alive: set[int] = set()
     for cid in ids:
         cur = current[cid]
@@ -104,10 +110,11 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
                    for a in ATTRIBUTES if getattr(cur, a) != values.get(a)}
         new_lineage = {f: (as_text(c.value), c.record_id, c.rule, kept[f][1] if c.rule == STEWARD_OVERRIDE else None)
                        for f, c in outcome.lineage.items()} if outcome else {}
-        if new_lineage != old_lineage.get(cid, {}):
-            relineage.append(cid)
-            lineage_rows += [{"customer_id": cid, "field": f, "value": v, "source_record_id": rid, "rule": rule,
-                              "actor": who} for f, (v, rid, rule, who) in new_lineage.items()]
+        before = old_lineage.get(cid, {})
+        lineage_rows += [{"customer_id": cid, "field": f, "value": v, "source_record_id": rid, "rule": rule,
+                          "actor": who} for f, (v, rid, rule, who) in new_lineage.items()
+                         if before.get(f) != (v, rid, rule, who)]
+        gone += [(cid, f) for f in before if f not in new_lineage]
         what = {k: v for k, v in causes[cid].items() if v}
         status = ACTIVE if recs else RETIRED
         version = cur.version + 1 if changed or not recs else cur.version
@@ -123,11 +130,20 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
         if recs:
             alive.add(cid)
     if customer_updates:
-        await session.execute(update(CUSTOMER).where(CUSTOMER.c.id == bindparam("_id")).values(
-            {c: bindparam("b_" + c) for c in ("version", "status", "updated_at", *ATTRIBUTES)}), customer_updates)
-    if relineage:
-        await session.execute(delete(LINEAGE).where(LINEAGE.c.customer_id.in_(bindparam("ids", expanding=True))),
-                              {"ids": relineage})
-    await bulk_insert(session, LINEAGE, lineage_rows)
+        await session.execute(_UPDATE_CUSTOMER, customer_updates)
+    if gone:
+        await session.execute(delete(LINEAGE).where(tuple_(LINEAGE.c.customer_id, LINEAGE.c.field).in_(gone)))
+    await upsert_lineage(session, lineage_rows)
     await bulk_insert(session, EVENT, events)
     return alive
+
+
+async def upsert_lineage(session: AsyncSession, rows: list[dict]) -> None:
+    """Write changed lineage rows in one statement: only the fields whose origin changed are touched."""
+    if not rows:
+        return
+    dialect_insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = dialect_insert(LINEAGE)
+    stmt = stmt.on_conflict_do_update(index_elements=[LINEAGE.c.customer_id, LINEAGE.c.field], set_={
+        c: stmt.excluded[c] for c in ("value", "source_record_id", "rule", "actor")})
+    await session.execute(stmt, rows)

@@ -31,6 +31,15 @@ SR = SourceRecord.__table__
 CUSTOMER = Customer.__table__
 
 
+# statements of the hot path, built once
+_STORED = (select(SR.c.id, SR.c.key, SR.c.customer_id, SR.c.content_hash, SR.c.updated_at, has_rules(SR.c.customer_id))
+           .where(SR.c.system == bindparam("system"), SR.c.key.in_(bindparam("keys", expanding=True))))
+_SYSTEMS = SourceSystem.__table__
+_COUNT = (update(_SYSTEMS).where(_SYSTEMS.c.name == bindparam("system_name"))
+          .values(record_count=_SYSTEMS.c.record_count + bindparam("n")))
+_INSERT_RECORDS = insert(SR).returning(SR.c.id, sort_by_parameter_order=True)
+
+
 @dataclass
 class RecordInput:
     key: str
@@ -150,11 +159,7 @@ async def register_records(*, session: AsyncSession, system: str, items: dict[st
     """
     src = await system_settings(session, system)
     if items:
-        rows = await session.execute(
-            select(SR.c.id, SR.c.key, SR.c.customer_id, SR.c.content_hash, SR.c.updated_at,
-                   has_rules(SR.c.customer_id))
-            .where(SR.c.system == system, SR.c.key.in_(bindparam("keys", expanding=True))),
-            {"keys": list(items)})
+        rows = await session.execute(_STORED, {"system": system, "keys": list(items)})
         for row in rows:
             items[row.key].existing = row
     work: list[_Item] = []
@@ -214,15 +219,14 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
 
     new_rows = [it for it in work if it.existing is None]
     if new_rows:
-        ids = (await session.execute(insert(SR).returning(SR.c.id, sort_by_parameter_order=True), [
+        ids = (await session.execute(_INSERT_RECORDS, [
             {"system": src.name, "key": it.key, "customer_id": final(it.placement.label), "raw": it.raw,
              "content_hash": it.content_hash, "updated_at": it.updated_at, "received_at": now,
              "match_features": it.profile.features,
              **{a: it.values.get(a) for a in ATTRIBUTES}} for it in new_rows])).scalars().all()
         for it, rid in zip(new_rows, ids, strict=True):
             it.record_id = rid
-        await session.execute(update(SourceSystem.__table__).where(SourceSystem.__table__.c.name == src.name)
-                              .values(record_count=SourceSystem.__table__.c.record_count + len(new_rows)))
+        await session.execute(_COUNT, {"system_name": src.name, "n": len(new_rows)})
     changed = [it for it in work if it.existing is not None]
     if changed:
         await session.execute(
@@ -300,8 +304,7 @@ async def delete_record(*, session: AsyncSession, system: str, key: str, actor: 
         raise NotFound(f"no source record {system}/{key}")
     await delete_keys(session, [row.id])
     await session.execute(delete(SR).where(SR.c.id == row.id))
-    await session.execute(update(SourceSystem.__table__).where(SourceSystem.__table__.c.name == system)
-                          .values(record_count=SourceSystem.__table__.c.record_count - 1))
+    await session.execute(_COUNT, {"system_name": system, "n": -1})
     now = utcnow()
     causes = {row.customer_id: {"removed": [{"system": system, "key": key}]}}
     alive = await recompute(session, causes, actor=actor, now=now)
