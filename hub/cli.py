@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import collections
 import csv
 import datetime as dt
@@ -14,9 +15,19 @@ import click
 
 from hub.attributes import API_NAME
 from hub.config import get_settings
-from hub.db import Database
+from hub.db import Database, is_sqlite
 from hub.errors import HubError
 from hub.migrate import upgrade
+
+
+@contextlib.asynccontextmanager
+async def _database():
+    """The configured database for one command, disposed of at the end."""
+    db = Database(get_settings().database_url)
+    try:
+        yield db
+    finally:
+        await db.dispose()
 
 
 def _run(coro):
@@ -41,7 +52,7 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = get_settings()
     upgrade(settings.database_url)
-    if workers > 1 and Database(settings.database_url).sqlite:
+    if workers > 1 and is_sqlite(settings.database_url):
         raise click.ClickException("SQLite allows one writer: use --workers 1, or PostgreSQL for more workers")
     click.echo(f"hub: GraphQL on http://{host}:{port}/graphql (database {settings.database_url})", err=True)
     uvicorn.run("schema.app:create_app", factory=True, host=host, port=port, workers=workers,
@@ -70,12 +81,8 @@ def token_create(subject: str, role: str, system: str | None) -> None:
     from hub.tokens import create_token
 
     async def go() -> str:
-        db = Database(get_settings().database_url)
-        try:
-            async with db.write() as session:
-                return await create_token(session=session, subject=subject, role=role, system=system)
-        finally:
-            await db.dispose()
+        async with _database() as db, db.write() as session:
+            return await create_token(session=session, subject=subject, role=role, system=system)
 
     upgrade(get_settings().database_url)
     click.echo(_run(go()))
@@ -88,12 +95,8 @@ def token_revoke(subject: str) -> None:
     from hub.tokens import revoke_tokens
 
     async def go() -> int:
-        db = Database(get_settings().database_url)
-        try:
-            async with db.write() as session:
-                return await revoke_tokens(session=session, subject=subject)
-        finally:
-            await db.dispose()
+        async with _database() as db, db.write() as session:
+            return await revoke_tokens(session=session, subject=subject)
 
     click.echo(f"revoked {_run(go())} token(s) of {subject}", err=True)
 
@@ -105,12 +108,8 @@ def policy() -> None:
 
 async def _in_database(fn, *, write: bool):
     """Run fn(session) in one session of the configured database (a write transaction if asked)."""
-    db = Database(get_settings().database_url)
-    try:
-        async with db.write() if write else db.session() as session:
-            return await fn(session)
-    finally:
-        await db.dispose()
+    async with _database() as db, db.write() if write else db.session() as session:
+        return await fn(session)
 
 
 @policy.command("list")
@@ -198,11 +197,10 @@ def load(file: Path, system: str, batch: int, actor: str) -> None:
     upgrade(settings.database_url)
 
     async def go() -> collections.Counter:
-        db = Database(settings.database_url)
-        scorer = await load_scorer(db, settings.match_model)
         counts: collections.Counter = collections.Counter()
         rejected: list[str] = []
-        try:
+        async with _database() as db:
+            scorer = await load_scorer(db, settings.match_model)
             with tqdm(unit="rec", desc=f"loading {system}", file=sys.stderr) as bar:
                 chunk: list[RecordInput] = []
                 for obj in read_records(file):
@@ -213,8 +211,6 @@ def load(file: Path, system: str, batch: int, actor: str) -> None:
                         chunk = []
                 if chunk:
                     await _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar)
-        finally:
-            await db.dispose()
         for line in rejected[:10]:
             click.echo(f"rejected {line}", err=True)
         return counts
@@ -283,14 +279,13 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
     upgrade(settings.database_url)
 
     async def go():
-        db = Database(settings.database_url)
         bars = _Bars()
         try:
-            return await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
-                                     actor=actor, note=note, dry_run=dry_run, progress=bars)
+            async with _database() as db:
+                return await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
+                                         actor=actor, note=note, dry_run=dry_run, progress=bars)
         finally:
             bars.close()
-            await db.dispose()
 
     try:
         result = _run(go())
@@ -320,22 +315,21 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
     upgrade(settings.database_url)
 
     async def go():
-        db = Database(settings.database_url)
         bars = _Bars()
         try:
-            version, model_json = await model_in_use(db=db, choice=model or settings.match_model)
-            plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
-                                      model_version=version)
-            bars.close()
-            applied = None
-            if apply_ and plan.changes:
-                started = time.perf_counter()
-                applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars)
-                applied["seconds"] = round(time.perf_counter() - started, 3)
-            return plan, applied
+            async with _database() as db:
+                version, model_json = await model_in_use(db=db, choice=model or settings.match_model)
+                plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
+                                          model_version=version)
+                bars.close()
+                applied = None
+                if apply_ and plan.changes:
+                    started = time.perf_counter()
+                    applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars)
+                    applied["seconds"] = round(time.perf_counter() - started, 3)
+                return plan, applied
         finally:
             bars.close()
-            await db.dispose()
 
     plan, applied = _run(go())
     counts = plan.counts
