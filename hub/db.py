@@ -31,13 +31,6 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def sync_url(url: str) -> str:
-    """Return the synchronous driver URL for the same database (Alembic, tooling)."""
-    u = make_url(url)
-    driver = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg2"}.get(u.get_backend_name())
-    return u.set(drivername=driver).render_as_string(hide_password=False) if driver else url
-
-
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")

@@ -67,7 +67,6 @@ class Placement:
     rule: str | None = None
     explanation: list | None = None
     review_label: int | None = None  # QUEUED_FOR_REVIEW: the golden record to review against
-    merged: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -142,13 +141,14 @@ class Planner:
         exact = set(profile.exact)
         by_label: dict[int, dict[int, Any]] = {}
         best: dict[int, tuple] = {}
+        left = {self.find(c) for c in self.forbidden.get(record_id, ())}  # golden records it was split from
         for k in profile.keys:
             for rid in self.index.get(k, ()):
                 if rid == record_id:
                     continue
                 known = self.known[rid]
                 label = self.find(known.label)
-                if record_id in self.forbidden and label in {self.find(c) for c in self.forbidden[record_id]}:
+                if label in left:
                     continue
                 if k in exact and label not in best:
                     best[label] = (1.0, rule_name(self.exact_rules[k[1]]), None)
@@ -182,12 +182,12 @@ class Planner:
         if current is not None:
             group = self._group(current, links)
             label = self._union(group) if len(group) > 1 else group[0]
-            placement = Placement(label, UPDATED, merged=group[1:])
+            placement = Placement(label, UPDATED)
         elif links:
             best_label, (p, rule, expl) = links[0], scores[links[0]]
             group = self._group(best_label, links[1:])
             label = self._union(group) if len(group) > 1 else group[0]
-            placement = Placement(label, LINKED, p, rule, expl, merged=group[1:])
+            placement = Placement(label, LINKED, p, rule, expl)
         elif ranked and ranked[0][1][0] >= self.review_threshold:
             best_label, (p, rule, expl) = ranked[0]
             placement = Placement(self._new_label(), QUEUED, p, rule, expl, review_label=self.find(best_label))

@@ -60,16 +60,14 @@ async def find_customers(*, session, attributes: Mapping[str, Any], settings: Se
             exact[row.customer_id] = rule_name(settings.exact_rules[next(iter(hit))[1]])
     found = []
     for cid, prepared in members.items():
-        if scorer is None:
-            found.append(Match(cid, 1.0, [("rule", exact[cid], 0.0)]) if cid in exact else None)
-            continue
-        s = scorer.score_cluster(probe.prepared, prepared)
-        explanation = [(e.comparison, e.level, e.match_weight) for e in s.explanation]
-        probability = s.probability
-        if cid in exact:
-            probability = max(probability, 1.0)
-            explanation.append(("rule", exact[cid], 0.0))
-        found.append(Match(cid, probability, explanation))
-    ranked = sorted((m for m in found if m is not None and m.probability >= minimum),
+        explanation, probability = [], 0.0
+        if scorer is not None:
+            s = scorer.score_cluster(probe.prepared, prepared)
+            explanation, probability = [(e.comparison, e.level, e.match_weight) for e in s.explanation], s.probability
+        if cid in exact:  # a deterministic rule holds: certain, whatever the model says
+            explanation, probability = [*explanation, ("rule", exact[cid], 0.0)], 1.0
+        if explanation:
+            found.append(Match(cid, probability, explanation))
+    ranked = sorted((m for m in found if m.probability >= minimum),
                     key=lambda m: (-m.probability, m.customer_id))
     return ranked[:first]

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hub.attributes import API_NAME, ATTRIBUTES, as_text
+from hub.attributes import API_NAME, ATTRIBUTES
 
 SOURCE_TRUST, MOST_RECENT, MOST_FREQUENT, STEWARD_OVERRIDE = (
     "source-trust", "most-recent", "most-frequent", "steward-override")
@@ -128,8 +128,3 @@ def survive(records: Iterable[Contribution], rules: Mapping[str, str] = DEFAULT_
         out.lineage[api] = Chosen(value, None, STEWARD_OVERRIDE)
         out.values[attr] = value
     return out
-
-
-def lineage_text(chosen: Chosen) -> str | None:
-    """Render a chosen value for the lineage table."""
-    return as_text(chosen.value)

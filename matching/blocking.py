@@ -19,7 +19,7 @@ A name token is never a key on its own.
 """
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from .features import features
 
@@ -68,7 +68,3 @@ def keys_from_features(row: Mapping) -> set[str]:
 def blocking_keys(rec: Mapping[str, object]) -> set[str]:
     """Blocking keys of a standardised record (snake_case attributes)."""
     return keys_from_features(features(rec))
-
-
-def keys_for_rows(rows: Iterable[Mapping]) -> Iterable[set[str]]:
-    return (keys_from_features(r) for r in rows)

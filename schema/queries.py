@@ -1,7 +1,6 @@
 """Read operations: thin resolvers that ask the hub and shape the answer."""
 from __future__ import annotations
 
-import base64
 import datetime
 import enum
 
@@ -57,18 +56,10 @@ class CandidateOrder(enum.Enum):
     OLDEST = "OLDEST"
 
 
-def _candidate_cursor(after: str | None) -> tuple[float, int] | None:
-    """Read a most-uncertain-first cursor: (uncertainty, id)."""
-    if not after:
-        return None
-    try:
-        kind, value = base64.urlsafe_b64decode(after.encode()).decode().split(":", 1)
-        uncertainty, cid = value.split("/")
-        if kind != "uncertain":
-            raise ValueError(kind)
-        return float(uncertainty), int(cid)
-    except (ValueError, UnicodeDecodeError):
-        raise BadInput(f"invalid cursor {after!r}") from None
+def _uncertainty_position(value: str) -> tuple[float, int]:
+    """A most-uncertain-first cursor's value: (uncertainty, id)."""
+    uncertainty, cid = value.split("/")
+    return float(uncertainty), int(cid)
 
 
 @strawberry.type
@@ -138,7 +129,7 @@ class Query:
         if status is not None:
             stmt = stmt.where(t.c.status == status.value)
         if order_by is CandidateOrder.MOST_UNCERTAIN:
-            position = _candidate_cursor(after)
+            position = decode_cursor("uncertain", after, _uncertainty_position, None)
             if position is not None:
                 stmt = stmt.where(tuple_(t.c.uncertainty, t.c.id) > tuple_(*position))
             stmt = stmt.order_by(t.c.uncertainty, t.c.id)

@@ -5,7 +5,7 @@ import base64
 import datetime as dt
 import enum
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from types import SimpleNamespace
 from typing import Annotated, Any, Optional
 
@@ -13,6 +13,7 @@ import strawberry
 from strawberry.scalars import JSON
 
 from authz import Access, mask
+from hub.errors import BadInput
 from hub.attributes import API_NAME, ATTRIBUTES, STORAGE_NAME, as_text
 
 
@@ -21,16 +22,15 @@ def encode_cursor(kind: str, value: int) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
 
 
-def decode_cursor(kind: str, cursor: str | None) -> int:
-    """Read a cursor made by encode_cursor; None starts from the beginning."""
+def decode_cursor(kind: str, cursor: str | None, parse: Callable[[str], Any] = int, start: Any = 0) -> Any:
+    """Read a cursor made by encode_cursor (its value through `parse`); None gives `start`."""
     if not cursor:
-        return 0
-    from hub.errors import BadInput
+        return start
     try:
         k, v = base64.urlsafe_b64decode(cursor.encode()).decode().split(":", 1)
         if k != kind:
             raise ValueError(k)
-        return int(v)
+        return parse(v)
     except (ValueError, UnicodeDecodeError) as e:
         raise BadInput(f"invalid cursor {cursor!r}") from e
 
