@@ -113,3 +113,14 @@ async def test_unexpected_failure_is_masked(admin, monkeypatch):
     _, errors = await admin.errors("{ sourceSystems { name } }")
     assert errors[0]["message"] == "Internal server error."
     assert errors[0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+
+
+async def test_registration_result_reads_the_golden_record_when_more_than_its_id_is_asked(admin):
+    await add_system(admin)
+    query = """mutation($r: [SourceRecordInput!]!) { registerRecords(system: "crm", records: $r) {
+        key action customer { id version email } } }"""
+    data = await admin(query, r=[rec("K1", email="Ann@X.org"), rec("K2", email="bob@x.org")])
+    results = data["registerRecords"]
+    assert [r["customer"]["email"] for r in results] == ["ann@x.org", "bob@x.org"]
+    assert all(r["customer"]["version"] == 1 for r in results)
+    assert results[0]["customer"]["id"] != results[1]["customer"]["id"]
