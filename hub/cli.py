@@ -345,5 +345,32 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
     click.echo(json.dumps({"plan": counts, "applied": applied, "seconds": {**plan.timings, "plan": plan.seconds}}))
 
 
+@main.command()
+@click.option("--batch", default=2000, show_default=True, type=click.IntRange(1, 20000),
+              help="Records per transaction.")
+def reindex(batch: int) -> None:
+    """Recompute the stored blocking keys of every record (after the key definitions changed)."""
+    import dataclasses
+    import time
+
+    from hub.reindex import reindex_keys
+
+    upgrade(get_settings().database_url)
+
+    async def go():
+        bars = _Bars()
+        try:
+            async with _database() as db:
+                return await reindex_keys(db=db, batch=batch, progress=bars)
+        finally:
+            bars.close()
+
+    started = time.perf_counter()
+    result = _run(go())
+    click.echo(f"reindexed {result.records} records in {time.perf_counter() - started:.1f}s: {result.changed} "
+               f"changed, keys {result.keys_before} -> {result.keys_after}", err=True)
+    click.echo(json.dumps(dataclasses.asdict(result)))
+
+
 if __name__ == "__main__":
     main()
