@@ -127,10 +127,9 @@ async def _load_candidates(session: AsyncSession, planner: Planner, items: list[
         return
     # the model compares stored features; the attributes are needed only for the deterministic rules
     # (and to derive features a record was stored without)
-    wanted = [SR.c[a] for a in ATTRIBUTES] if planner.scorer is None else \
-        [SR.c[a] for a in sorted({a for rule in settings.exact_rules for a in rule})]
+    wanted = list(ATTRIBUTES) if planner.scorer is None else sorted({a for rule in settings.exact_rules for a in rule})
     rows = (await session.execute(select(SR.c.id, SR.c.customer_id, SR.c.match_features, has_rules(SR.c.customer_id),
-                                         *wanted).where(or_(*conditions)))).all()
+                                         *(SR.c[a] for a in wanted)).where(or_(*conditions)))).all()
     missing = []
     remembered = any(row.has_rules for row in rows) or any(it.existing is not None and it.existing.has_rules
                                                              for it in items)
@@ -138,8 +137,9 @@ async def _load_candidates(session: AsyncSession, planner: Planner, items: list[
         if planner.scorer is not None and row.match_features is None:
             missing.append(row)
             continue
-        planner.add_known(row.id, row.customer_id,
-                          planner.stored_profile(row._mapping, row.match_features, shared.get(row.id, ())))
+        # a plain dict of the rule attributes: a Row's mapping view costs more than the rules themselves
+        planner.add_known(row.id, row.customer_id, planner.stored_profile(
+            dict(zip(wanted, row[4:], strict=True)), row.match_features, shared.get(row.id, ())))
     if missing:
         full = await session.execute(select(SR.c.id, SR.c.customer_id, *(SR.c[a] for a in ATTRIBUTES))
                                      .where(id_condition(session, [r.id for r in missing])))
