@@ -12,13 +12,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 from sqlalchemy import ARRAY, JSON, BigInteger, Table, event, func, literal, select, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.sql import FromClause
 
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
 ANALYZE_MIN_ROWS = 5_000
@@ -84,13 +91,12 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """Run one unit of work under the write lock; commit on success, roll back on any error."""
-        async with self._local_lock if self.sqlite else _nullcontext():
-            async with self.sessions() as session:
-                async with session.begin():
-                    await session.connection(execution_options={"hub_write": True})
-                    if not self.sqlite:
-                        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
-                    yield session
+        async with self._local_lock if self.sqlite else _nullcontext(), self.sessions() as session:
+            async with session.begin():
+                await session.connection(execution_options={"hub_write": True})
+                if not self.sqlite:
+                    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                yield session
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
@@ -118,7 +124,7 @@ class Database:
             async with self.engine.connect() as conn:
                 await conn.execution_options(isolation_level="AUTOCOMMIT")
                 await conn.execute(text(f"ANALYZE {', '.join(GROWING_TABLES)}"))
-        except Exception:  # noqa: BLE001 - statistics are an optimisation; autovacuum will catch up
+        except Exception:
             log.warning("background ANALYZE failed", exc_info=True)
         finally:
             self._analysing = None
@@ -204,3 +210,19 @@ class Reads:
         if self._cm is not None:
             cm, self._cm, self._conn = self._cm, None, None
             await cm.__aexit__(None, None, None)
+
+
+def value_rows(session: AsyncSession, columns: Mapping[str, tuple[object, Sequence[object]]]) -> FromClause:
+    """Parallel value lists as a table `v` to join in one statement, whatever the number of rows.
+
+    PostgreSQL: unnest of one typed array per column (one parameter per column); SQLite: json_each over
+    one JSON parameter. Pass no timestamps (SQLite would see them as JSON text).
+    """
+    names = list(columns)
+    if session.bind.dialect.name == "postgresql":
+        arrays = [literal(list(values), ARRAY(typ)) for typ, values in columns.values()]
+        return func.unnest(*arrays).table_valued(*names).render_derived(name="v")
+    rows = json.dumps([list(r) for r in zip(*(values for _, values in columns.values()), strict=True)], default=str)
+    each = func.json_each(rows).table_valued("value")
+    return select(*(func.json_extract(each.c.value, f"$[{i}]").label(n) for i, n in enumerate(names))
+                  ).select_from(each).subquery("v")

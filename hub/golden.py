@@ -3,16 +3,26 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import bindparam, delete, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    bindparam,
+    delete,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.attributes import API_NAME, ATTRIBUTES, as_text
 from hub.config import get_settings
-from hub.db import bulk_insert
+from hub.db import any_of, bulk_insert, value_rows
 from hub.models import ACTIVE, RETIRED, Customer, Event, Lineage, SourceRecord, SourceSystem
 from hub.survivorship import STEWARD_OVERRIDE, Contribution, Outcome, resolve_rules, survive
 
@@ -21,8 +31,10 @@ SR, CUSTOMER, LINEAGE, EVENT, SYSTEM = (SourceRecord.__table__, Customer.__table
 
 
 # statements of the hot path, built once (building and keying a statement costs more than its round trip)
-_MEMBERS = (select(SR.c.id, SR.c.customer_id, SYSTEM.c.trust, SR.c.updated_at, *(SR.c[a] for a in ATTRIBUTES))
-            .join(SYSTEM, SYSTEM.c.name == SR.c.system).where(SR.c.customer_id.in_(bindparam("ids", expanding=True))))
+# a golden record's members as survivorship sees them (see `contribution`)
+MEMBERS_OF = (select(SR.c.id, SR.c.customer_id, SYSTEM.c.trust, SR.c.updated_at, *(SR.c[a] for a in ATTRIBUTES))
+              .join(SYSTEM, SYSTEM.c.name == SR.c.system))
+_MEMBERS = MEMBERS_OF.where(SR.c.customer_id.in_(bindparam("ids", expanding=True)))
 _CURRENT = (select(CUSTOMER, LINEAGE.c.field, LINEAGE.c.value.label("lineage_value"), LINEAGE.c.source_record_id,
                    LINEAGE.c.rule, LINEAGE.c.actor).outerjoin(LINEAGE, LINEAGE.c.customer_id == CUSTOMER.c.id)
             .where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True))))
@@ -66,6 +78,8 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
                     overrides: Mapping[int, Mapping[str, str | None]] | None = None) -> set[int]:
     """Bring stored golden records in line with their source records; return the ones still alive.
 
+    The path of registrations and steward decisions (a few golden records): two prebuilt reads and
+    small writes. `recompute_many` makes the same decisions (`plan_golden`) for many at once.
     Steward overrides live in the lineage (rule steward-override) and win over every rule until cleared.
 
     Args:
@@ -77,27 +91,97 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
     ids = list(causes)
     if not ids:
         return set()
-    rules = resolve_rules(get_settings().survivorship)
     members: dict[int, list[Contribution]] = defaultdict(list)
-    rows = await session.execute(_MEMBERS, {"ids": ids})
-    for r in rows:
-        m = r._mapping
-        members[r.customer_id].append(Contribution(r.id, r.trust, r.updated_at,
-                                                   {a: m[a] for a in ATTRIBUTES if m[a] is not None}))
+    for r in await session.execute(_MEMBERS, {"ids": ids}):
+        members[r[1]].append(contribution(r))
     # the golden records and their lineage in one round trip (a row per lineage field)
-    current, old_lineage = {}, defaultdict(dict)
+    state = GoldenState()
     for r in await session.execute(_CURRENT, {"ids": ids}):
-        current[r.id] = r
+        state.current[r.id] = r
         if r.field is not None:
-            old_lineage[r.id][r.field] = (r.lineage_value, r.source_record_id, r.rule, r.actor)
+            state.lineage[r.id][r.field] = (r.lineage_value, r.source_record_id, r.rule, r.actor)
+    writes = plan_golden(causes, members, state, actor=actor, now=now, note=note, kind=kind, overrides=overrides)
+    if writes.updates:
+        await session.execute(_UPDATE_CUSTOMER, [
+            binds({"version": version, "status": status, "updated_at": now, **dict(zip(ATTRIBUTES, values, strict=True))},
+                  _id=cid) for cid, version, status, *values in writes.updates])
+    if writes.gone:
+        await session.execute(delete(LINEAGE).where(tuple_(LINEAGE.c.customer_id, LINEAGE.c.field).in_(writes.gone)))
+    await upsert_lineage(session, [dict(zip(_LINEAGE_COLUMNS, row, strict=True)) for row in writes.lineage])
+    await bulk_insert(session, EVENT, writes.events)
+    return writes.alive
 
-    customer_updates, lineage_rows, gone, events = [], [], [], []
-    alive: set[int] = set()
-    for cid in ids:
-        cur = current[cid]
+
+async def upsert_lineage(session: AsyncSession, rows: list[dict]) -> None:
+    """Write changed lineage rows in one statement: only the fields whose origin changed are touched."""
+    if not rows:
+        return
+    dialect_insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+    stmt = dialect_insert(LINEAGE)
+    stmt = stmt.on_conflict_do_update(index_elements=[LINEAGE.c.customer_id, LINEAGE.c.field], set_={
+        c: stmt.excluded[c] for c in ("value", "source_record_id", "rule", "actor")})
+    await session.execute(stmt, rows)
+
+
+# --- set-based writing for many golden records at once (hub rematch) -----------------------------------------
+
+_CUSTOMER_COLUMNS = ("version", "status", *ATTRIBUTES)
+_LINEAGE_COLUMNS = ("customer_id", "field", "value", "source_record_id", "rule", "actor")
+
+
+def contribution(row: Sequence) -> Contribution:
+    """A MEMBERS_OF row (id, customer_id, trust, updated_at, *attributes) as survivorship sees it."""
+    return Contribution(row[0], row[2], row[3], {a: v for a, v in zip(ATTRIBUTES, row[4:], strict=True) if v is not None})
+
+
+@dataclass
+class GoldenState:
+    """Stored golden records and their lineage, as `recompute` compares them."""
+
+    current: dict[int, object] = field(default_factory=dict)
+    lineage: dict[int, dict[str, tuple]] = field(default_factory=lambda: defaultdict(dict))
+
+
+@dataclass
+class GoldenWrites:
+    """What recomputing golden records writes, collected to be written set-based (`write_golden`)."""
+
+    updates: list[tuple] = field(default_factory=list)       # (id, version, status, *ATTRIBUTES)
+    lineage: list[tuple] = field(default_factory=list)       # _LINEAGE_COLUMNS
+    gone: list[tuple[int, str]] = field(default_factory=list)
+    events: list[dict] = field(default_factory=list)
+    alive: set[int] = field(default_factory=set)
+
+
+async def read_golden(session: AsyncSession, ids: Sequence[int]) -> GoldenState:
+    """The golden records and their lineage, in two statements (no row per field carrying the whole record)."""
+    state = GoldenState()
+    if not ids:
+        return state
+    state.current = {r.id: r for r in await session.execute(
+        select(CUSTOMER.c.id, *(CUSTOMER.c[c] for c in _CUSTOMER_COLUMNS)).where(any_of(session, CUSTOMER.c.id, ids)))}
+    for cid, f, *rest in await session.execute(select(*(LINEAGE.c[c] for c in _LINEAGE_COLUMNS))
+                                               .where(any_of(session, LINEAGE.c.customer_id, ids))):
+        state.lineage[cid][f] = tuple(rest)
+    return state
+
+
+def plan_golden(causes: Mapping[int, Mapping[str, object]], members: Mapping[int, list[Contribution]],
+                state: GoldenState, *, actor: str, now: dt.datetime, note: str | None = None,
+                kind: str | None = None, into: GoldenWrites | None = None,
+                overrides: Mapping[int, Mapping[str, str | None]] | None = None) -> GoldenWrites:
+    """The decisions of recomputing these golden records, given their members and stored state (no I/O).
+
+    overrides: per golden record, API field -> new steward value (None clears the override).
+    """
+    out = into if into is not None else GoldenWrites()
+    rules = resolve_rules(get_settings().survivorship)
+    for cid in causes:
+        cur = state.current[cid]
         if cur.status != ACTIVE:
             continue
-        kept = {f: (v, a) for f, (v, _, rule, a) in old_lineage.get(cid, {}).items() if rule == STEWARD_OVERRIDE}
+        before = state.lineage.get(cid, {})
+        kept = {f: (v, a) for f, (v, _, rule, a) in before.items() if rule == STEWARD_OVERRIDE}
         for f, value in (overrides or {}).get(cid, {}).items():
             if value is None:
                 kept.pop(f, None)
@@ -110,11 +194,8 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
                    for a in ATTRIBUTES if getattr(cur, a) != values.get(a)}
         new_lineage = {f: (as_text(c.value), c.record_id, c.rule, kept[f][1] if c.rule == STEWARD_OVERRIDE else None)
                        for f, c in outcome.lineage.items()} if outcome else {}
-        before = old_lineage.get(cid, {})
-        lineage_rows += [{"customer_id": cid, "field": f, "value": v, "source_record_id": rid, "rule": rule,
-                          "actor": who} for f, (v, rid, rule, who) in new_lineage.items()
-                         if before.get(f) != (v, rid, rule, who)]
-        gone += [(cid, f) for f in before if f not in new_lineage]
+        out.lineage += [(cid, f, *row) for f, row in new_lineage.items() if before.get(f) != row]
+        out.gone += [(cid, f) for f in before if f not in new_lineage]
         what = {k: v for k, v in causes[cid].items() if v}
         status = ACTIVE if recs else RETIRED
         version = cur.version + 1 if changed or not recs else cur.version
@@ -122,28 +203,56 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
                               "UPDATED" if changed else "RECORD_UPDATED" if "updated" in what else
                               "RECORD_REMOVED" if "removed" in what else "RECOMPUTED")
         if changed or status != cur.status or version != cur.version:
-            customer_updates.append(binds({"version": version, "status": status, "updated_at": now,
-                                            **{a: values.get(a) for a in ATTRIBUTES}}, _id=cid))
+            out.updates.append((cid, version, status, *(values.get(a) for a in ATTRIBUTES)))
         if changed or what or not recs or kind:
-            events.append({"customer_id": cid, "kind": event_kind, "at": now, "actor": actor, "note": note,
-                           "changes": {"fields": changed, "version": version, **what}})
+            out.events.append({"customer_id": cid, "kind": event_kind, "at": now, "actor": actor, "note": note,
+                               "changes": {"fields": changed, "version": version, **what}})
         if recs:
-            alive.add(cid)
-    if customer_updates:
-        await session.execute(_UPDATE_CUSTOMER, customer_updates)
-    if gone:
-        await session.execute(delete(LINEAGE).where(tuple_(LINEAGE.c.customer_id, LINEAGE.c.field).in_(gone)))
-    await upsert_lineage(session, lineage_rows)
-    await bulk_insert(session, EVENT, events)
-    return alive
+            out.alive.add(cid)
+    return out
 
 
-async def upsert_lineage(session: AsyncSession, rows: list[dict]) -> None:
-    """Write changed lineage rows in one statement: only the fields whose origin changed are touched."""
-    if not rows:
-        return
-    dialect_insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    stmt = dialect_insert(LINEAGE)
-    stmt = stmt.on_conflict_do_update(index_elements=[LINEAGE.c.customer_id, LINEAGE.c.field], set_={
-        c: stmt.excluded[c] for c in ("value", "source_record_id", "rule", "actor")})
-    await session.execute(stmt, rows)
+async def write_golden(session: AsyncSession, writes: GoldenWrites, *, now: dt.datetime) -> None:
+    """Write recomputed golden records, lineage and events: one statement each, whatever their number."""
+    if writes.updates:
+        cols = list(zip(*writes.updates, strict=True))
+        v = value_rows(session, {"id": (BigInteger, cols[0]), **{
+            c: (CUSTOMER.c[c].type, col) for c, col in zip(_CUSTOMER_COLUMNS, cols[1:], strict=True)}})
+        await session.execute(update(CUSTOMER).where(CUSTOMER.c.id == v.c.id).values(
+            updated_at=now, **{c: v.c[c] for c in _CUSTOMER_COLUMNS}))
+    if writes.gone:
+        cols = list(zip(*writes.gone, strict=True))
+        v = value_rows(session, {"customer_id": (BigInteger, cols[0]), "field": (String, cols[1])})
+        await session.execute(delete(LINEAGE).where(tuple_(LINEAGE.c.customer_id, LINEAGE.c.field).in_(
+            select(v.c.customer_id, v.c.field))))
+    if writes.lineage:
+        v = value_rows(session, {n: (BigInteger if n in ("customer_id", "source_record_id") else String, col)
+                                 for n, col in zip(_LINEAGE_COLUMNS, zip(*writes.lineage, strict=True), strict=True)})
+        dialect_insert = pg_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+        # WHERE true: SQLite needs it to read ON CONFLICT after INSERT ... SELECT
+        stmt = dialect_insert(LINEAGE).from_select(_LINEAGE_COLUMNS, select(*(v.c[n] for n in _LINEAGE_COLUMNS))
+                                                   .where(true()))
+        await session.execute(stmt.on_conflict_do_update(
+            index_elements=[LINEAGE.c.customer_id, LINEAGE.c.field],
+            set_={c: stmt.excluded[c] for c in ("value", "source_record_id", "rule", "actor")}))
+    await bulk_insert(session, EVENT, writes.events)
+
+
+async def recompute_many(session: AsyncSession, causes: Mapping[int, Mapping[str, object]], *, actor: str,
+                         now: dt.datetime, note: str | None = None, kind: str | None = None) -> set[int]:
+    """`recompute` for many golden records at once: the same values, lineage and events, in a few statements.
+
+    Reads the members, the golden records and their lineage in three statements and writes the golden
+    records, the lineage and the events in one statement each (arrays unnested on PostgreSQL, COPY for
+    the events) instead of a statement per row. Steward overrides in the lineage are kept, as `recompute`
+    keeps them.
+    """
+    ids = list(causes)
+    if not ids:
+        return set()
+    members: dict[int, list[Contribution]] = defaultdict(list)
+    for row in await session.execute(MEMBERS_OF.where(any_of(session, SR.c.customer_id, ids))):
+        members[row[1]].append(contribution(row))
+    writes = plan_golden(causes, members, await read_golden(session, ids), actor=actor, now=now, note=note, kind=kind)
+    await write_golden(session, writes, now=now)
+    return writes.alive

@@ -9,26 +9,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, or_, select, update
+from sqlalchemy import BigInteger, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.attributes import ATTRIBUTES
 from hub.blocking import candidate_keys, delete_keys, id_condition, replace_keys
 from hub.candidates import queue_candidates
-from hub.stewardship_rules import follow_merges, has_rules, load_steward_memory
 from hub.config import Settings
-from hub.db import Database
+from hub.db import Database, any_of, bulk_insert, value_rows
 from hub.errors import BadInput, NotFound
 from hub.golden import binds, recompute, write_fresh
 from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner
 from hub.models import ACTIVE, MERGED, Customer, Event, SourceRecord, SourceSystem, utcnow
 from hub.standardise import FieldError, SystemProfile, standardise
+from hub.stewardship_rules import carry_overrides, follow_merges, has_rules, load_steward_memory
 from hub.survivorship import Contribution, resolve_rules, survive
 from hub.systems import system_settings
 
 UNCHANGED, REJECTED = "UNCHANGED", "REJECTED"
 SR = SourceRecord.__table__
 CUSTOMER = Customer.__table__
+EVENT = Event.__table__
 
 
 # statements of the hot path, built once
@@ -274,26 +275,38 @@ async def merge_into(session: AsyncSession, merges: Mapping[int, int], *, actor:
     whose two sides are now one are SUPERSEDED), steward rules, and its steward overrides where the
     survivor has none. The loser's records are listed in its MERGED_AWAY event, so it can be unmerged.
     """
-    pairs = [{"_loser": lo, "_survivor": su} for lo, su in merges.items()]
-    moved: dict[int, list[int]] = defaultdict(list)
+    away: dict[int, list[int]] = defaultdict(list)
     for rid, cid in await session.execute(select(SR.c.id, SR.c.customer_id).where(
-            SR.c.customer_id.in_(bindparam("ids", expanding=True))), {"ids": list(merges)}):
-        moved[cid].append(rid)
-    await session.execute(update(SR).where(SR.c.customer_id == bindparam("_loser"))
-                          .values(customer_id=bindparam("_survivor")), pairs)
-    await session.execute(update(CUSTOMER).where(CUSTOMER.c.id == bindparam("_loser"))
-                          .values(status=MERGED, merged_into=bindparam("_survivor"), updated_at=now), pairs)
+            any_of(session, SR.c.customer_id, list(merges)))):
+        away[cid].append(rid)
+    await merge_writes(session, merges, away, actor=actor, now=now, reason=reason, note=note)
+    await carry_overrides(session, merges)
+
+
+async def merge_writes(session: AsyncSession, merges: Mapping[int, int], away: Mapping[int, list[int]], *,
+                       actor: str, now: dt.datetime, reason: str, note: str | None = None) -> None:
+    """The writes of a merge in a fixed number of statements, whatever the number of merges (no overrides).
+
+    The losers' records (`away`, read before) move to their survivors, the losers are MERGED and forward
+    (one hop, also for ids forwarded to a loser before), candidates and steward rules follow, and each
+    merge writes MERGED on the survivor and MERGED_AWAY (with the records moved) on the loser. A survivor
+    is never itself a loser.
+    """
+    pairs = value_rows(session, {"lo": (BigInteger, list(merges)), "su": (BigInteger, list(merges.values()))})
+    await session.execute(update(SR).where(SR.c.customer_id == pairs.c.lo).values(customer_id=pairs.c.su))
+    await session.execute(update(CUSTOMER).where(CUSTOMER.c.id == pairs.c.lo)
+                          .values(status=MERGED, merged_into=pairs.c.su, updated_at=now))
     # ids already forwarded to a loser now forward straight to its survivor: one hop, always
-    await session.execute(update(CUSTOMER).where(CUSTOMER.c.merged_into == bindparam("_loser"))
-                          .values(merged_into=bindparam("_survivor")), pairs)
+    await session.execute(update(CUSTOMER).where(CUSTOMER.c.merged_into == pairs.c.lo)
+                          .values(merged_into=pairs.c.su))
     await follow_merges(session, merges, now=now)
     events = []
     for lo, su in merges.items():
         events.append({"customer_id": su, "kind": "MERGED", "at": now, "actor": actor, "note": note,
                        "changes": {"merged": [lo], "into": su, "reason": reason}})
         events.append({"customer_id": lo, "kind": "MERGED_AWAY", "at": now, "actor": actor, "note": note,
-                       "changes": {"into": su, "reason": reason, "records": sorted(moved.get(lo, []))}})
-    await session.execute(insert(Event.__table__), events)
+                       "changes": {"into": su, "reason": reason, "records": sorted(away.get(lo, []))}})
+    await bulk_insert(session, EVENT, events)
 
 
 async def delete_record(*, session: AsyncSession, system: str, key: str, actor: str) -> int | None:
@@ -312,7 +325,7 @@ async def delete_record(*, session: AsyncSession, system: str, key: str, actor: 
 
 
 __all__ = ["CREATED", "LINKED", "QUEUED", "REJECTED", "UNCHANGED", "UPDATED", "RecordInput", "Result",
-           "delete_record", "merge_into", "register_batch", "register_records"]
+           "delete_record", "merge_into", "merge_writes", "register_batch", "register_records"]
 
 
 async def register_batch(*, db: Database, system: str, records: Sequence[RecordInput], actor: str,

@@ -1,9 +1,12 @@
 """`hub rematch`: batch-match every source record and reconcile the clusters with the golden records.
 
-`plan_rematch` streams every source record (Core rows into an arrow table), runs `matching.predict_clusters`
-(Splink 5 predict over the real-time blocking keys + connected components, DuckDB embedded) at
-HUB_LINK_THRESHOLD with the model in use, and hands plain data to `reconcile`. `apply_rematch` writes the
-plan in batches of about BATCH changes, each batch one write transaction (one unit of work).
+`plan_rematch` reads every source record (PostgreSQL: one COPY parsed by arrow; else Core rows into an
+arrow table), runs `matching.predict_clusters` (Splink 5 predict over the real-time blocking keys +
+connected components, DuckDB embedded) at HUB_LINK_THRESHOLD with the model in use, and hands plain data
+to `reconcile`: only the records of golden records and clusters that disagree (every other golden record
+is exactly one cluster, unchanged). `apply_rematch` writes the plan in batches of about BATCH changes,
+each batch one write transaction (one unit of work) written set-based: a fixed number of statements per
+batch whatever its size (`_apply_batch`).
 
 Reconciliation rules (`reconcile`), in this order:
 
@@ -22,37 +25,64 @@ Reconciliation rules (`reconcile`), in this order:
    following merges), or when one holds a record that a SPLIT rule moved out of the other's golden id
    (a record never goes back to the golden record it was split from).
 5. **Ids stay stable.** Each subgroup becomes one golden record: the existing golden record holding most
-   of its records survives (tie: the smallest id) and the others are merged into it (`merge_into`, they
+   of its records survives (tie: the smallest id) and the others are merged into it (`merge_writes`, they
    forward to it for ever); split-off parts move into it. A subgroup of split-off parts only becomes a
    new golden record. A golden record alone in its subgroup and not split is unchanged.
 
-Events: MERGED / MERGED_AWAY (reason "rematch") from `merge_into`; REMATCH_MERGE on a survivor that
+Events: MERGED / MERGED_AWAY (reason "rematch") from `merge_writes`; REMATCH_MERGE on a survivor that
 received records; REMATCH_SPLIT on a golden record that lost records and on each new golden record.
 Applied again on unchanged data, the plan is empty (subgroups that rule 4 kept apart conflict through
 rules that follow the merges).
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import gc
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import BigInteger, func, insert, select, update
 
+from hub.attributes import ATTRIBUTES
 from hub.config import Settings
-from hub.db import Database, any_of
+from hub.db import Database, any_of, value_rows
 from hub.errors import BadInput, NotFound
-from hub.golden import recompute
-from hub.models import ACTIVE, MERGED, NOT_A_MATCH, SPLIT, Customer, MatchModelVersion, SourceRecord, StewardRule, utcnow
-from hub.records import merge_into
+from hub.golden import (
+    MEMBERS_OF,
+    GoldenState,
+    GoldenWrites,
+    contribution,
+    plan_golden,
+    read_golden,
+    write_golden,
+)
+from hub.models import (
+    ACTIVE,
+    MERGED,
+    NOT_A_MATCH,
+    SPLIT,
+    Customer,
+    Event,
+    Lineage,
+    SourceRecord,
+    StewardRule,
+    utcnow,
+)
+from hub.models.matching import MatchCandidate, MatchModelVersion
+from hub.records import merge_writes
+from hub.stewardship_rules import carry_overrides
+from hub.survivorship import STEWARD_OVERRIDE
 from hub.training import RECORD_SCHEMA, count_records, default_model_json, record_batches
 
-SR, CUSTOMER, RULE, MODEL = (SourceRecord.__table__, Customer.__table__, StewardRule.__table__,
-                             MatchModelVersion.__table__)
+SR, CUSTOMER, RULE, MODEL, MC, LINEAGE, EVENT = (
+    SourceRecord.__table__, Customer.__table__, StewardRule.__table__, MatchModelVersion.__table__,
+    MatchCandidate.__table__, Lineage.__table__, Event.__table__)
 BATCH = 1000          # changes per write transaction
 ACTOR = "rematch"
 
@@ -127,6 +157,19 @@ class _Unit:
     origin: int                  # the golden record its records are in now
     records: list[int]
     clusters: set[int]
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cycle collector off while millions of objects are built (each collection of the oldest
+    generation would walk them all again); reference counting still frees whatever is dropped."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def follow(rules: Iterable[Rule], forward: Mapping[int, int]) -> list[Rule]:
@@ -319,41 +362,109 @@ async def read_rules(*, db: Database) -> tuple[list[Rule], dict[int, int], int]:
     return rules, forward, max_id
 
 
-async def read_records(*, db: Database, progress: Progress | None = None) -> tuple[pa.Table, dict[int, int]]:
-    """Every source record as an arrow table for matching, and record id -> golden id."""
+async def read_records(*, db: Database, progress: Progress | None = None) -> tuple[pa.Table, pa.Array]:
+    """Every source record as an arrow table for matching (ordered by id), and each one's golden id.
+
+    PostgreSQL: one COPY of the columns as CSV, parsed by arrow (no Python object per value); else Core rows
+    through a server-side cursor.
+    """
     total = await count_records(db=db)
-    batches, current = [], {}
-    async for batch, customers in record_batches(db=db, with_customer=True):
-        batches.append(batch)
-        current.update(zip(batch.column(0).to_pylist(), customers, strict=True))
+    if not db.sqlite:
+        table = await _copy_records(db)
         if progress:
-            progress("reading records", len(current), total)
-    return pa.Table.from_batches(batches, schema=RECORD_SCHEMA), current
+            progress("reading records", table.num_rows, total)
+        return table.drop_columns(["customer_id"]).cast(RECORD_SCHEMA), table.column("customer_id").combine_chunks()
+    batches, customers, done = [], [], 0
+    async for batch, golden in record_batches(db=db, with_customer=True):
+        batches.append(batch)
+        customers += golden
+        done += batch.num_rows
+        if progress:
+            progress("reading records", done, total)
+    return pa.Table.from_batches(batches, schema=RECORD_SCHEMA), pa.array(customers, pa.int64())
+
+
+async def _copy_records(db: Database) -> pa.Table:
+    """id, attributes (dates as ISO text) and customer_id of every source record, by COPY ... TO STDOUT (CSV)."""
+    from pyarrow import csv
+
+    columns = ["id"] + [f"to_char({a}, 'YYYY-MM-DD')" if a == "date_of_birth" else a for a in ATTRIBUTES] \
+        + ["customer_id"]
+    names = ["id", *ATTRIBUTES, "customer_id"]
+    chunks: list[bytes] = []
+
+    async def sink(chunk: bytes) -> None:
+        chunks.append(chunk)
+
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        await raw.driver_connection.copy_from_query(
+            f"SELECT {', '.join(columns)} FROM {SR.name} ORDER BY id", output=sink, format="csv")
+    data = b"".join(chunks)
+    chunks.clear()
+    # NULL is an unquoted empty field, an empty string a quoted one
+    return csv.read_csv(pa.py_buffer(data), read_options=csv.ReadOptions(column_names=names),
+                        parse_options=csv.ParseOptions(newlines_in_values=True),
+                        convert_options=csv.ConvertOptions(
+                            column_types={n: pa.int64() if n in ("id", "customer_id") else pa.string() for n in names},
+                            strings_can_be_null=True, quoted_strings_can_be_null=False))
+
+
+def _touched(ids: pa.Array, golden: pa.Array, clustered: pa.Table) -> tuple[dict[int, int], dict[int, int], dict]:
+    """The records a rematch may change: those of a golden record the clusters spread over several clusters
+    and those of a cluster that spans several golden records (every other golden record is exactly one
+    cluster: unchanged). Returns their current golden ids, their clusters, and counts over all records."""
+    import pyarrow.compute as pc
+
+    joined = pa.table({"id": ids, "gid": golden}).join(clustered, "id", join_type="left outer")
+    # a record the clustering did not return stands alone (negative ids never clash with record ids)
+    cl = pc.coalesce(joined.column("cluster_id"), pc.negate(joined.column("id")))
+    joined = pa.table({"id": joined.column("id"), "gid": joined.column("gid"), "cl": cl})
+    spread = joined.group_by("gid").aggregate([("cl", "count_distinct")])
+    spread = spread.filter(pc.greater(spread.column("cl_count_distinct"), 1)).column("gid")
+    shared = joined.group_by("cl").aggregate([("gid", "count_distinct")])
+    shared = shared.filter(pc.greater(shared.column("gid_count_distinct"), 1)).column("cl")
+    touched = joined.filter(pc.or_(pc.is_in(joined.column("gid"), value_set=spread.combine_chunks()),
+                                   pc.is_in(joined.column("cl"), value_set=shared.combine_chunks())))
+    rids = touched.column("id").to_pylist()
+    counts = {"golden": pc.count_distinct(joined.column("gid")).as_py(),
+              "touched_golden": pc.count_distinct(touched.column("gid")).as_py(),
+              "clusters": pc.count_distinct(clustered.column("cluster_id")).as_py()}
+    return (dict(zip(rids, touched.column("gid").to_pylist(), strict=True)),
+            dict(zip(rids, touched.column("cl").to_pylist(), strict=True)), counts)
 
 
 async def plan_rematch(*, db: Database, settings: Settings, model_json: dict[str, Any],
                        progress: Progress | None = None, model_version: int | None = None) -> RematchPlan:
     """Match every source record in batch and reconcile the clusters with the golden records."""
-    import asyncio
+    with gc_paused():
+        return await _plan(db=db, settings=settings, model_json=model_json, progress=progress,
+                           model_version=model_version)
 
+
+async def _plan(*, db: Database, settings: Settings, model_json: dict[str, Any], progress: Progress | None,
+                model_version: int | None) -> RematchPlan:
     from matching import predict_clusters
 
     started = time.perf_counter()
     rules, forward, max_rule_id = await read_rules(db=db)
-    table, current = await read_records(db=db, progress=progress)
+    table, golden = await read_records(db=db, progress=progress)
     read_at = time.perf_counter()
+    ids = table.column("id").combine_chunks()
     if table.num_rows:
         say = (lambda msg: progress(f"matching: {msg}", 0, None)) if progress else None
         # DuckDB/Splink work blocks: run it off the event loop
         _, clustered = await asyncio.to_thread(predict_clusters, table, model_json,
                                                link_threshold=settings.link_threshold, progress=say)
-        del table
-        clusters = dict(zip(clustered.column("id").to_pylist(), clustered.column("cluster_id").to_pylist(),
-                            strict=True))
     else:
-        clusters = {}
+        clustered = pa.table({"id": pa.array([], pa.int64()), "cluster_id": pa.array([], pa.int64())})
+    del table
     matched_at = time.perf_counter()
+    # only the records of golden records and clusters that disagree go through the reconciliation
+    current, clusters, counts = _touched(ids, golden, clustered)
     plan = reconcile(current=current, clusters=clusters, rules=rules, forward=forward)
+    plan.records, plan.golden, plan.clusters = len(ids), counts["golden"], counts["clusters"]
+    plan.unchanged += counts["golden"] - counts["touched_golden"]
     plan.model_version, plan.max_rule_id = model_version, max_rule_id
     done = time.perf_counter()
     plan.seconds = round(done - started, 3)
@@ -398,7 +509,13 @@ async def _stale(session, batch: list[Change], max_rule_id: int) -> set[int]:
 
 
 async def _apply_batch(session, batch: list[Change], *, actor: str, now: dt.datetime, max_rule_id: int) -> dict:
-    """Apply one batch of changes in the caller's transaction; return what it did."""
+    """Apply one batch of changes in the caller's transaction; return what it did.
+
+    Everything the batch needs is read before it writes (under the write lock nothing else moves): then
+    survivorship runs in a thread while the database applies the moves and merges, and the recomputed
+    golden records are written last. Same statements' effect as moving the records, `merge_into` and
+    `recompute` one after the other.
+    """
     stale = await _stale(session, batch, max_rule_id)
     todo = [c for i, c in enumerate(batch) if i not in stale]
     targets = [t for c in todo for t in c.targets]
@@ -410,20 +527,44 @@ async def _apply_batch(session, batch: list[Change], *, actor: str, now: dt.date
     else:
         new_ids = {}
     home = {id(t): t.survivor if t.survivor is not None else new_ids[id(t)] for t in targets}
-    moves = [{"_r": rid, "_t": home[id(t)]} for t in targets for _, rids in t.moves for rid in rids]
-    if moves:
-        await session.execute(update(SR).where(SR.c.id == bindparam("_r")).values(customer_id=bindparam("_t")), moves)
+    moves = {rid: home[id(t)] for t in targets for _, rids in t.moves for rid in rids}
     merges = {lo: t.survivor for t in targets for lo in t.losers}
+    causes = _causes(todo, home, merges)
+    recomputed = [cid for kind in causes.values() for cid in kind]
     if merges:
-        await merge_into(session, merges, actor=actor, now=now, reason="rematch")
-    await _recompute(session, todo, home, actor=actor, now=now, merges=merges)
+        overridden = set((await session.execute(select(LINEAGE.c.customer_id).where(
+            any_of(session, LINEAGE.c.customer_id, list(merges)), LINEAGE.c.rule == STEWARD_OVERRIDE))).scalars())
+        if overridden:  # rare: a steward edited a golden record that the rematch merges away
+            await carry_overrides(session, {lo: merges[lo] for lo in sorted(overridden)})
+    # every record of every golden record involved (moved records sit in a split source, which is involved)
+    rows = (await session.execute(MEMBERS_OF.where(any_of(session, SR.c.customer_id,
+                                                          sorted({*recomputed, *merges}))))).all()
+    state = await read_golden(session, recomputed)
+    job = asyncio.ensure_future(asyncio.to_thread(_survivorship, rows, moves, merges, causes, state,
+                                                  actor=actor, now=now))
+    try:
+        away: dict[int, list[int]] = defaultdict(list)
+        for row in rows:
+            if row[1] in merges and row[0] not in moves:
+                away[row[1]].append(row[0])
+        if moves:
+            v = value_rows(session, {"r": (BigInteger, list(moves)), "t": (BigInteger, list(moves.values()))})
+            await session.execute(update(SR).where(SR.c.id == v.c.r).values(customer_id=v.c.t))
+        if merges:
+            await merge_writes(session, merges, away, actor=actor, now=now, reason="rematch")
+    except BaseException:
+        await asyncio.wait([job])
+        raise
+    await write_golden(session, await job, now=now)
     return {"applied": len(todo), "stale": len(stale), "merged_away": len(merges), "new_golden": len(fresh),
             "records_moved": len(moves) + sum(t.loser_records for t in targets)}
 
 
-async def _recompute(session, todo: list[Change], home: dict[int, int], *, actor: str, now: dt.datetime,
-                     merges: Mapping[int, int]) -> None:
-    """Bring every golden record the changes touched in line with its records, with an event saying why."""
+def _causes(todo: list[Change], home: Mapping[int, int], merges: Mapping[int, int]) -> dict[str, dict[int, dict]]:
+    """The golden records to recompute, per event kind, each with what happened to it (its event's changes).
+
+    A split golden record that also receives records gets one REMATCH_MERGE event saying both; one merged
+    away is not recomputed (MERGED_AWAY says it all)."""
     split_out: dict[int, dict[str, list]] = defaultdict(lambda: {"records": [], "into": []})
     fresh, receivers = {}, {}
     for c in todo:
@@ -440,11 +581,24 @@ async def _recompute(session, todo: list[Change], home: dict[int, int], *, actor
     for g, info in split_out.items():
         if g in receivers:
             receivers[g]["split"] = info
-    await recompute(session, {g: {"split": v} for g, v in split_out.items()
-                              if g not in receivers and g not in merges}, actor=actor, now=now, kind="REMATCH_SPLIT")
-    await recompute(session, {g: {"split_from": v["from"], "records": v["records"]} for g, v in fresh.items()},
-                    actor=actor, now=now, kind="REMATCH_SPLIT")
-    await recompute(session, receivers, actor=actor, now=now, kind="REMATCH_MERGE")
+    return {"split": {g: {"split": v} for g, v in split_out.items() if g not in receivers and g not in merges},
+            "new": {g: {"split_from": v["from"], "records": v["records"]} for g, v in fresh.items()},
+            "merge": receivers}
+
+
+def _survivorship(rows: Sequence, moves: Mapping[int, int], merges: Mapping[int, int],
+                  causes: Mapping[str, Mapping[int, dict]], state: GoldenState, *, actor: str,
+                  now: dt.datetime) -> GoldenWrites:
+    """What `recompute` would write for the recomputed golden records once the moves and merges are done
+    (their members are the rows read before, moved as the batch moves them); no I/O."""
+    members: dict[int, list] = defaultdict(list)
+    for row in rows:
+        rid, cid = row[0], row[1]
+        members[moves[rid] if rid in moves else merges.get(cid, cid)].append(contribution(row))
+    writes = GoldenWrites()
+    for kind, event in (("split", "REMATCH_SPLIT"), ("new", "REMATCH_SPLIT"), ("merge", "REMATCH_MERGE")):
+        plan_golden(causes[kind], members, state, actor=actor, now=now, kind=event, into=writes)
+    return writes
 
 
 async def apply_rematch(*, db: Database, plan: RematchPlan, actor: str = ACTOR, size: int = BATCH,
@@ -453,8 +607,10 @@ async def apply_rematch(*, db: Database, plan: RematchPlan, actor: str = ACTOR, 
     totals: dict[str, int] = defaultdict(int)
     todo = batches(plan.changes, size)
     for n, batch in enumerate(todo, 1):
-        async with db.write() as session:
-            done = await _apply_batch(session, batch, actor=actor, now=utcnow(), max_rule_id=plan.max_rule_id)
+        with gc_paused():
+            async with db.write() as session:
+                done = await _apply_batch(session, batch, actor=actor, now=utcnow(),
+                                          max_rule_id=plan.max_rule_id)
         for k, v in done.items():
             totals[k] += v
         if progress:

@@ -5,10 +5,10 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy import BigInteger, and_, delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.db import any_of
+from hub.db import any_of, value_rows
 from hub.models import NOT_A_MATCH, SPLIT, Lineage, MatchCandidate, StewardRule
 from hub.models.matching import PENDING, SUPERSEDED
 from hub.survivorship import STEWARD_OVERRIDE
@@ -39,24 +39,24 @@ async def load_steward_memory(session: AsyncSession, planner, golden_ids: set[in
 
 
 async def follow_merges(session: AsyncSession, merges: Mapping[int, int], *, now: dt.datetime) -> None:
-    """Point candidates, steward rules and overrides of merged-away golden records at their survivors."""
-    pairs = [{"_loser": lo, "_survivor": su} for lo, su in merges.items()]
+    """Point candidates and steward rules of merged-away golden records at their survivors, set-based.
+
+    Candidates left with both sides in one golden record are SUPERSEDED; rules between two records now
+    in one golden record are deactivated (they say nothing any more). Overrides: `carry_overrides`.
+    """
+    pairs = value_rows(session, {"lo": (BigInteger, list(merges)), "su": (BigInteger, list(merges.values()))})
     for column in ("customer_id", "other_customer_id"):
-        await session.execute(update(MC).where(MC.c[column] == bindparam("_loser"))
-                              .values({column: bindparam("_survivor")}), pairs)
-        await session.execute(update(RULE).where(RULE.c[column] == bindparam("_loser"))
-                              .values({column: bindparam("_survivor")}), pairs)
+        for table in (MC, RULE):
+            await session.execute(update(table).where(table.c[column] == pairs.c.lo).values({column: pairs.c.su}))
     survivors = sorted(set(merges.values()))
     await session.execute(update(MC).where(MC.c.status == PENDING, MC.c.customer_id == MC.c.other_customer_id,
-                                           MC.c.customer_id.in_(survivors))
+                                           any_of(session, MC.c.customer_id, survivors))
                           .values(status=SUPERSEDED, resolved_at=now))
-    # a rule between two records now in one golden record says nothing any more
     await session.execute(update(RULE).where(RULE.c.customer_id == RULE.c.other_customer_id,
-                                             RULE.c.customer_id.in_(survivors)).values(active=False))
-    await _carry_overrides(session, merges)
+                                             any_of(session, RULE.c.customer_id, survivors)).values(active=False))
 
 
-async def _carry_overrides(session: AsyncSession, merges: Mapping[int, int]) -> None:
+async def carry_overrides(session: AsyncSession, merges: Mapping[int, int]) -> None:
     """Give a survivor the merged-away records' steward overrides for fields it does not override itself."""
     losers = list(merges)
     rows = (await session.execute(select(LINEAGE).where(LINEAGE.c.customer_id.in_(losers),

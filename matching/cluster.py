@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import duckdb
 import pyarrow as pa

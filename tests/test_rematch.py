@@ -12,7 +12,8 @@ from hub.config import get_settings
 from hub.models import MANUAL_MERGE, NOT_A_MATCH, SPLIT, Customer, Event
 from hub.rematch import Rule, apply_rematch, model_in_use, plan_rematch, reconcile
 from tests.helpers import CUSTOMER, add_system, rec, register
-from tests.test_stewardship import MERGE, SPLIT as SPLIT_MUTATION
+from tests.test_stewardship import MERGE
+from tests.test_stewardship import SPLIT as SPLIT_MUTATION
 
 
 def _targets(plan):
@@ -101,11 +102,11 @@ def test_split_and_merge_of_one_golden_record_are_one_change():
 
 # --- end to end ------------------------------------------------------------------------------------------
 
-ANNA = dict(givenName="Anna", familyName="Berg", dateOfBirth="1980-01-01", phone="+4930123456",
-            addressLine1="12 Lake Street", postcode="10115", locality="Berlin")
-CARL = dict(givenName="Carl", familyName="Holm", dateOfBirth="1970-02-02", email="carl.holm@x.org")
-OLAF = dict(givenName="Olaf", familyName="Nord", dateOfBirth="1950-05-05", email="olaf@nord.no")
-ZOE = dict(givenName="Zoe", familyName="Kim", dateOfBirth="1999-09-09", email="zoe@kim.kr")
+ANNA = {"givenName": "Anna", "familyName": "Berg", "dateOfBirth": "1980-01-01", "phone": "+4930123456",
+            "addressLine1": "12 Lake Street", "postcode": "10115", "locality": "Berlin"}
+CARL = {"givenName": "Carl", "familyName": "Holm", "dateOfBirth": "1970-02-02", "email": "carl.holm@x.org"}
+OLAF = {"givenName": "Olaf", "familyName": "Nord", "dateOfBirth": "1950-05-05", "email": "olaf@nord.no"}
+ZOE = {"givenName": "Zoe", "familyName": "Kim", "dateOfBirth": "1999-09-09", "email": "zoe@kim.kr"}
 
 
 async def _hub_without_model(admin, services):
@@ -194,3 +195,153 @@ async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, se
         assert json.loads(again.stdout)["plan"]["merges"] == 0
     finally:
         get_settings.cache_clear()
+
+
+# --- the set-based apply writes what merge_into + recompute write ------------------------------------------
+
+class _Rollback(Exception):
+    pass
+
+
+async def _snapshot(session, first_new: int) -> dict:
+    """The tables a rematch writes, with ids of golden records it creates named by their order."""
+    from sqlalchemy import text
+
+    new: dict[int, str] = {}
+
+    def cid(x):
+        if x is None or x < first_new:
+            return x
+        return new.setdefault(x, f"new{len(new)}")
+
+    out = {}
+    rows = (await session.execute(text("SELECT * FROM customer ORDER BY id"))).mappings().all()
+    out["customer"] = [{**r, "id": cid(r["id"]), "merged_into": cid(r["merged_into"]),
+                        "updated_at": None, "created_at": None} for r in rows]
+    out["records"] = [(r[0], cid(r[1])) for r in await session.execute(
+        text("SELECT id, customer_id FROM source_record ORDER BY id"))]
+    out["lineage"] = sorted(((cid(r[0]), *r[1:]) for r in await session.execute(
+        text("SELECT customer_id, field, value, source_record_id, rule, actor FROM lineage"))), key=str)
+
+    def ids_in(changes):        # the keys of rematch events that name golden records
+        if isinstance(changes, dict):
+            return {k: ([cid(x) for x in v] if isinstance(v, list) else cid(v)) if k in ("into", "merged", "split_from")
+                    else ids_in(v) for k, v in changes.items()}
+        return changes
+
+    out["events"] = [(cid(r[0]), r[1], r[2], json.dumps(ids_in(r[3] if isinstance(r[3], dict) else json.loads(r[3])),
+                                                        sort_keys=True, default=str))
+                     for r in await session.execute(text("SELECT customer_id, kind, actor, changes FROM event ORDER BY id"))]
+    out["rules"] = sorted(tuple(map(str, r)) for r in await session.execute(
+        text("SELECT kind, customer_id, other_customer_id, source_record_id, active FROM steward_rule")))
+    out["candidates"] = sorted(tuple(map(str, r)) for r in await session.execute(
+        text("SELECT customer_id, other_customer_id, status FROM match_candidate")))
+    return out
+
+
+async def _one_by_one(session, changes, now):
+    """The plain path the set-based apply replaces: records moved one by one, merge_into, recompute."""
+    from sqlalchemy import insert, update
+
+    from hub.golden import recompute
+    from hub.models import ACTIVE, SourceRecord
+    from hub.records import merge_into
+    from hub.rematch import _causes
+
+    targets = [t for c in changes for t in c.targets]
+    home = {}
+    for t in targets:
+        if t.survivor is None:
+            home[id(t)] = (await session.execute(insert(Customer.__table__).returning(Customer.__table__.c.id), [
+                {"status": ACTIVE, "version": 0, "created_at": now, "updated_at": now}])).scalar_one()
+        else:
+            home[id(t)] = t.survivor
+    for t in targets:
+        for _, rids in t.moves:
+            for rid in rids:
+                await session.execute(update(SourceRecord.__table__).where(SourceRecord.__table__.c.id == rid)
+                                      .values(customer_id=home[id(t)]))
+    merges = {lo: t.survivor for t in targets for lo in t.losers}
+    if merges:
+        await merge_into(session, merges, actor="rematch", now=now, reason="rematch")
+    causes = _causes(changes, home, merges)
+    await recompute(session, causes["split"], actor="rematch", now=now, kind="REMATCH_SPLIT")
+    await recompute(session, causes["new"], actor="rematch", now=now, kind="REMATCH_SPLIT")
+    await recompute(session, causes["merge"], actor="rematch", now=now, kind="REMATCH_MERGE")
+
+
+async def test_set_based_apply_writes_what_merge_into_and_recompute_write(admin, services, db, settings):
+    from sqlalchemy import func
+
+    from hub.models import utcnow
+    from hub.rematch import _apply_batch
+    from tests.test_stewardship import OVERRIDE
+
+    reg = await _hub_without_model(admin, services)
+    # steward overrides on a golden record the rematch merges away (carried over) and on both sides of
+    # another merge (the survivor keeps its own)
+    await admin(OVERRIDE, id=reg["A2"], f="email", v="anna@example.org", note="asked")
+    await admin(OVERRIDE, id=reg["C1"], f="phone", v="+4930111111", note="asked")
+    await admin(OVERRIDE, id=reg["C2"], f="phone", v="+4930222222", note="asked")
+    plan = await _plan(db, settings)
+    assert plan.counts["merged_away"] == 2 and plan.counts["new_golden"] == 1
+    now = utcnow()
+    async with db.session() as session:
+        first_new = int(await session.scalar(select(func.max(Customer.id)))) + 1
+    snapshots = []
+    for apply in (_one_by_one, None):
+        try:
+            async with db.write() as session:
+                if apply is None:
+                    done = await _apply_batch(session, plan.changes, actor="rematch", now=now,
+                                              max_rule_id=plan.max_rule_id)
+                    assert done["stale"] == 0
+                else:
+                    await apply(session, plan.changes, now)
+                snapshots.append(await _snapshot(session, first_new))
+                raise _Rollback
+        except _Rollback:
+            pass
+    reference, set_based = snapshots
+    for table in reference:
+        assert set_based[table] == reference[table], table
+    anna = [r for r in set_based["lineage"] if r[0] == int(reg["A1"]) and r[1] == "email"]
+    assert anna == [(int(reg["A1"]), "email", "anna@example.org", None, "steward-override", "alice")]
+
+
+async def test_recompute_many_matches_recompute(admin, services, db):
+    from sqlalchemy import update
+
+    from hub.golden import recompute, recompute_many
+    from hub.models import SourceRecord, utcnow
+
+    reg = await _hub_without_model(admin, services)
+    ids = sorted({int(x) for x in reg.values()})
+    now = utcnow()
+    snapshots = []
+    for fn in (recompute, recompute_many):
+        try:
+            async with db.write() as session:
+                # records change hands behind survivorship's back: O2 to Anna's golden record, A2 to Carl's
+                sr = SourceRecord.__table__
+                await session.execute(update(sr).where(sr.c.key == "O2").values(customer_id=int(reg["A1"])))
+                await session.execute(update(sr).where(sr.c.key == "A2").values(customer_id=int(reg["C1"])))
+                await fn(session, {cid: {"moved": [cid]} for cid in ids}, actor="t", now=now, kind="TEST")
+                snapshots.append(await _snapshot(session, 10 ** 12))
+                raise _Rollback
+        except _Rollback:
+            pass
+    assert snapshots[0] == snapshots[1]
+
+
+async def test_changes_the_hub_moved_on_from_are_skipped_as_stale(admin, services, db, settings):
+    reg = await _hub_without_model(admin, services)
+    plan = await _plan(db, settings)
+    # a steward merges Carl's two golden records after the plan: the plan's merge of them is stale
+    await admin(MERGE, ids=[reg["C1"], reg["C2"]], note="same person")
+    done = await apply_rematch(db=db, plan=plan, actor="rematch", size=1)
+    assert done["stale"] == 1 and done["applied"] == len(plan.changes) - 1
+    anna = await _golden(admin, reg["A2"])
+    assert anna["id"] == reg["A1"]
+    carl = await _golden(admin, reg["C2"])
+    assert "REMATCH_MERGE" not in {e["kind"] for e in carl["history"]}
