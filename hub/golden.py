@@ -35,7 +35,9 @@ SR, CUSTOMER, LINEAGE, EVENT, SYSTEM = (SourceRecord.__table__, Customer.__table
 MEMBERS_OF = (select(SR.c.id, SR.c.customer_id, SYSTEM.c.trust, SR.c.updated_at, *(SR.c[a] for a in ATTRIBUTES))
               .join(SYSTEM, SYSTEM.c.name == SR.c.system))
 _MEMBERS = MEMBERS_OF.where(SR.c.customer_id.in_(bindparam("ids", expanding=True)))
-_CURRENT = (select(CUSTOMER, LINEAGE.c.field, LINEAGE.c.value.label("lineage_value"), LINEAGE.c.source_record_id,
+# only what the decisions compare: timestamps and the rest of the row would be converted once per lineage row
+_CURRENT = (select(CUSTOMER.c.id, CUSTOMER.c.status, CUSTOMER.c.version, *(CUSTOMER.c[a] for a in ATTRIBUTES),
+                   LINEAGE.c.field, LINEAGE.c.value.label("lineage_value"), LINEAGE.c.source_record_id,
                    LINEAGE.c.rule, LINEAGE.c.actor).outerjoin(LINEAGE, LINEAGE.c.customer_id == CUSTOMER.c.id)
             .where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True))))
 _UPDATE_CUSTOMER = update(CUSTOMER).where(CUSTOMER.c.id == bindparam("_id")).values(
