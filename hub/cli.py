@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import collections
+import contextlib
 import csv
 import datetime as dt
 import json
@@ -28,6 +28,17 @@ async def _database():
         yield db
     finally:
         await db.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _database_with_progress():
+    """The command's database and its progress bars (`_Bars`), both closed at the end."""
+    bars = _Bars()
+    try:
+        async with _database() as db:
+            yield db, bars
+    finally:
+        bars.close()
 
 
 def _run(coro):
@@ -279,13 +290,9 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
     upgrade(settings.database_url)
 
     async def go():
-        bars = _Bars()
-        try:
-            async with _database() as db:
-                return await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
-                                         actor=actor, note=note, dry_run=dry_run, progress=bars)
-        finally:
-            bars.close()
+        async with _database_with_progress() as (db, bars):
+            return await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
+                                     actor=actor, note=note, dry_run=dry_run, progress=bars)
 
     try:
         result = _run(go())
@@ -315,21 +322,17 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
     upgrade(settings.database_url)
 
     async def go():
-        bars = _Bars()
-        try:
-            async with _database() as db:
-                version, model_json = await model_in_use(db=db, choice=model or settings.match_model)
-                plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
-                                          model_version=version)
-                bars.close()
-                applied = None
-                if apply_ and plan.changes:
-                    started = time.perf_counter()
-                    applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars)
-                    applied["seconds"] = round(time.perf_counter() - started, 3)
-                return plan, applied
-        finally:
+        async with _database_with_progress() as (db, bars):
+            version, model_json = await model_in_use(db=db, choice=model or settings.match_model)
+            plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
+                                      model_version=version)
             bars.close()
+            applied = None
+            if apply_ and plan.changes:
+                started = time.perf_counter()
+                applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars)
+                applied["seconds"] = round(time.perf_counter() - started, 3)
+            return plan, applied
 
     plan, applied = _run(go())
     counts = plan.counts
@@ -358,12 +361,8 @@ def reindex(batch: int) -> None:
     upgrade(get_settings().database_url)
 
     async def go():
-        bars = _Bars()
-        try:
-            async with _database() as db:
-                return await reindex_keys(db=db, batch=batch, progress=bars)
-        finally:
-            bars.close()
+        async with _database_with_progress() as (db, bars):
+            return await reindex_keys(db=db, batch=batch, progress=bars)
 
     started = time.perf_counter()
     result = _run(go())

@@ -81,8 +81,8 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
     """Bring stored golden records in line with their source records; return the ones still alive.
 
     The path of registrations and steward decisions (a few golden records): two prebuilt reads and
-    small writes. `recompute_many` makes the same decisions (`plan_golden`) for many at once.
-    Steward overrides live in the lineage (rule steward-override) and win over every rule until cleared.
+    small writes. The rematch makes the same decisions (`plan_golden`) for many golden records at once
+    and writes them set-based (`write_golden`). Steward overrides live in the lineage (rule steward-override) and win over every rule until cleared.
 
     Args:
         causes: per golden record id, what happened to it ({"linked": [refs], "updated": [...], ...}),
@@ -238,23 +238,3 @@ async def write_golden(session: AsyncSession, writes: GoldenWrites, *, now: dt.d
             index_elements=[LINEAGE.c.customer_id, LINEAGE.c.field],
             set_={c: stmt.excluded[c] for c in ("value", "source_record_id", "rule", "actor")}))
     await bulk_insert(session, EVENT, writes.events)
-
-
-async def recompute_many(session: AsyncSession, causes: Mapping[int, Mapping[str, object]], *, actor: str,
-                         now: dt.datetime, note: str | None = None, kind: str | None = None) -> set[int]:
-    """`recompute` for many golden records at once: the same values, lineage and events, in a few statements.
-
-    Reads the members, the golden records and their lineage in three statements and writes the golden
-    records, the lineage and the events in one statement each (arrays unnested on PostgreSQL, COPY for
-    the events) instead of a statement per row. Steward overrides in the lineage are kept, as `recompute`
-    keeps them.
-    """
-    ids = list(causes)
-    if not ids:
-        return set()
-    members: dict[int, list[Contribution]] = defaultdict(list)
-    for row in await session.execute(MEMBERS_OF.where(any_of(session, SR.c.customer_id, ids))):
-        members[row[1]].append(contribution(row))
-    writes = plan_golden(causes, members, await read_golden(session, ids), actor=actor, now=now, note=note, kind=kind)
-    await write_golden(session, writes, now=now)
-    return writes.alive

@@ -13,11 +13,13 @@ import uuid
 
 import httpx
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from authz import Authorizer
-from hub.config import Settings
+from hub.cli import main
+from hub.config import Settings, get_settings
 from hub.db import Database
 from hub.matcher import default_scorer
 from hub.migrate import upgrade
@@ -67,6 +69,19 @@ def db_url(request, tmp_path):
         shutil.copy(request.getfixturevalue("sqlite_template"), path)
         return f"sqlite+aiosqlite:///{path}"
     return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def hub_cli(db_url, monkeypatch):
+    """Run `hub ...` in a worker thread (it starts its own event loop) against this test's database."""
+    monkeypatch.setenv("HUB_DATABASE_URL", db_url)
+    get_settings.cache_clear()
+
+    async def invoke(*args: str):
+        return await asyncio.to_thread(CliRunner().invoke, main, list(args), catch_exceptions=False)
+
+    yield invoke
+    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -1,16 +1,12 @@
 """Blocking keys for the pairs the first key set missed, and `hub reindex` bringing stored keys up to date."""
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import delete, select
 
 from hub.blocking import BK, candidate_keys
-from hub.cli import main
-from hub.config import get_settings
 from hub.models import SourceRecord
 from matching.blocking import MAX_KEY_LENGTH, blocking_keys, keys_from_features
 from matching.features import features
@@ -98,18 +94,6 @@ def test_long_values_give_keys_that_fit_the_column():
     assert keys == blocking_keys(dict(long))
 
 
-@pytest.fixture
-def run(db_url, monkeypatch):
-    monkeypatch.setenv("HUB_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-
-    async def invoke(*args: str):
-        return await asyncio.to_thread(CliRunner().invoke, main, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
-
-
 def api(values: dict) -> dict:
     names = {"given_name": "givenName", "family_name": "familyName", "date_of_birth": "dateOfBirth",
              "address_line1": "addressLine1"}
@@ -124,7 +108,7 @@ async def stored_keys(db) -> dict[int, set[str]]:
         return out
 
 
-async def test_reindex_gives_stored_records_the_new_keys(run, db, admin):
+async def test_reindex_gives_stored_records_the_new_keys(hub_cli, db, admin):
     await add_system(admin, "crm", defaultCountry="GB")
     first, later = PAIRS["email typo + moved"]
     await register(admin, "crm", rec("C1", **api(first)), rec("C2", givenName="Ann", familyName="Lee",
@@ -142,7 +126,7 @@ async def test_reindex_gives_stored_records_the_new_keys(run, db, admin):
     async with db.session() as s:
         assert ids["C1"] not in await candidate_keys(s, probe)          # the new record would miss it
 
-    result = await run("reindex", "--batch", "1")
+    result = await hub_cli("reindex", "--batch", "1")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["records"] == 2 and summary["changed"] == 1
@@ -151,21 +135,21 @@ async def test_reindex_gives_stored_records_the_new_keys(run, db, admin):
     async with db.session() as s:
         assert ids["C1"] in await candidate_keys(s, probe)
 
-    again = json.loads((await run("reindex")).stdout.strip().splitlines()[-1])
+    again = json.loads((await hub_cli("reindex")).stdout.strip().splitlines()[-1])
     assert again["changed"] == 0 and again["keys_inserted"] == 0          # nothing to do the second time
 
     [res] = await register(admin, "crm", rec("C3", **api(later)))
     assert res["action"] != "CREATED" and res["matchProbability"] is not None, res
 
 
-async def test_reindex_removes_keys_no_longer_derived(run, db, admin):
+async def test_reindex_removes_keys_no_longer_derived(hub_cli, db, admin):
     await add_system(admin, "crm")
     await register(admin, "crm", rec("K1", givenName="Ann", familyName="Lee", email="ann@x.org"))
     fresh = await stored_keys(db)
     [rid] = fresh
     async with db.write() as s:
         await s.execute(BK.insert(), [{"key": "z:stale", "source_record_id": rid}])
-    result = await run("reindex")
+    result = await hub_cli("reindex")
     assert result.exit_code == 0
     assert json.loads(result.stdout.strip().splitlines()[-1])["keys_deleted"] == len(fresh[rid]) + 1
     assert await stored_keys(db) == fresh

@@ -1,51 +1,32 @@
 """The `hub` command line, against both databases."""
 from __future__ import annotations
 
-import asyncio
 import json
 
-import pytest
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from hub.cli import main
-from hub.config import get_settings
 from hub.models import ApiToken, SourceRecord
 from tests.helpers import add_system
 
 
-@pytest.fixture
-def run(db_url, monkeypatch):
-    """Run `hub ...` in a worker thread (it starts its own event loop) with this test's database."""
-    monkeypatch.setenv("HUB_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-
-    async def invoke(*args: str):
-        result = await asyncio.to_thread(CliRunner().invoke, main, list(args), catch_exceptions=False)
-        return result
-
-    yield invoke
-    get_settings.cache_clear()
-
-
-async def test_token_create_prints_only_the_token_and_stores_its_hash(run, db):
-    result = await run("token", "create", "--subject", "ops", "--role", "admin")
+async def test_token_create_prints_only_the_token_and_stores_its_hash(hub_cli, db):
+    result = await hub_cli("token", "create", "--subject", "ops", "--role", "admin")
     assert result.exit_code == 0
     token = result.stdout.strip()
     assert token.startswith("hub_") and "\n" not in token
     async with db.session() as s:
         row = (await s.scalars(select(ApiToken).where(ApiToken.subject == "ops"))).one()
     assert row.token_hash != token and len(row.token_hash) == 64
-    revoked = await run("token", "revoke", "--subject", "ops")
+    revoked = await hub_cli("token", "revoke", "--subject", "ops")
     assert revoked.exit_code == 0 and "revoked 1" in revoked.stderr
 
 
-async def test_source_token_without_system_is_refused(run, db):
-    result = await run("token", "create", "--subject", "feed", "--role", "source")
+async def test_source_token_without_system_is_refused(hub_cli, db):
+    result = await hub_cli("token", "create", "--subject", "feed", "--role", "source")
     assert result.exit_code != 0 and "--system" in result.output
 
 
-async def test_load_jsonl_and_csv_through_the_registration_path(run, db, admin, tmp_path):
+async def test_load_jsonl_and_csv_through_the_registration_path(hub_cli, db, admin, tmp_path):
     await add_system(admin, "shop", dateOrder="MDY")
     jsonl = tmp_path / "shop.jsonl"
     jsonl.write_text("\n".join(json.dumps(r) for r in [
@@ -53,13 +34,13 @@ async def test_load_jsonl_and_csv_through_the_registration_path(run, db, admin, 
          "attributes": {"givenName": "ann", "familyName": "lee", "email": "ann@x.org", "dateOfBirth": "04/03/85"}},
         {"key": "S2", "attributes": {"givenName": "Nobody"}},
     ]) + "\n")
-    result = await run("load", str(jsonl), "--system", "shop")
+    result = await hub_cli("load", str(jsonl), "--system", "shop")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"CREATED": 1, "REJECTED": 1}
     assert "rejected S2" in result.stderr
     csv_file = tmp_path / "more.csv"
     csv_file.write_text("key,givenName,familyName,email,dateOfBirth\nS3,Ann,Lee,ann@x.org,04/03/1985\n")
-    result = await run("load", str(csv_file), "--system", "shop")
+    result = await hub_cli("load", str(csv_file), "--system", "shop")
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"LINKED": 1}
     async with db.session() as s:
         rows = (await s.scalars(select(SourceRecord).order_by(SourceRecord.key))).all()
@@ -68,8 +49,8 @@ async def test_load_jsonl_and_csv_through_the_registration_path(run, db, admin, 
     assert rows[0].customer_id == rows[1].customer_id
 
 
-async def test_load_into_an_unknown_system_fails_clearly(run, db, tmp_path):
+async def test_load_into_an_unknown_system_fails_clearly(hub_cli, db, tmp_path):
     f = tmp_path / "x.jsonl"
     f.write_text(json.dumps({"key": "K", "attributes": {"email": "a@x.org"}}) + "\n")
-    result = await run("load", str(f), "--system", "nope")
+    result = await hub_cli("load", str(f), "--system", "nope")
     assert result.exit_code != 0 and "unknown source system" in result.output

@@ -1,17 +1,14 @@
 """The policy in the database: seeded by the migration, edited with audit, reloaded by a running server."""
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import delete, event, insert, select, update
 
 import schema.context
 from authz import Authorizer, default_policy_rows
-from hub.cli import main
-from hub.config import Settings, get_settings
+from hub.config import Settings
 from hub.db import Database
 from hub.errors import BadInput
 from hub.models import Event
@@ -103,19 +100,6 @@ async def test_remove_last_row_is_refused(policy_db):
 
 
 # --- command line -------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def hub_cli(db_url, monkeypatch):
-    """Run `hub ...` in a worker thread (it starts its own event loop) against this test's database."""
-    monkeypatch.setenv("HUB_DATABASE_URL", db_url)
-    get_settings.cache_clear()
-
-    async def invoke(*args: str):
-        return await asyncio.to_thread(CliRunner().invoke, main, list(args), catch_exceptions=False)
-
-    yield invoke
-    get_settings.cache_clear()
 
 
 async def test_policy_add_list_remove_on_the_command_line_print_what_changed(hub_cli, policy_db):

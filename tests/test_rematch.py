@@ -1,13 +1,11 @@
 """`hub rematch`: batch clusters reconciled with the golden records, ids stable, steward decisions kept."""
 from __future__ import annotations
 
-import asyncio
+import collections
 import json
 
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from hub.cli import main
 from hub.config import get_settings
 from hub.models import MANUAL_MERGE, NOT_A_MATCH, SPLIT, Customer, Event
 from hub.rematch import Rule, apply_rematch, model_in_use, plan_rematch, reconcile
@@ -178,23 +176,19 @@ async def test_rematch_respects_steward_splits_and_merges(admin, services, db, s
     assert plan.changes == [] and plan.counts["blocked_by_steward"] == 1
 
 
-async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, services, db, settings, monkeypatch):
+async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, services, hub_cli, monkeypatch):
     await _hub_without_model(admin, services)
-    monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("HUB_MATCH_MODEL", "default")
     get_settings.cache_clear()
-    try:
-        dry = await asyncio.to_thread(CliRunner().invoke, main, ["rematch", "--show", "2"], catch_exceptions=False)
-        assert dry.exit_code == 0, dry.output
-        lines = dry.stdout.strip().splitlines()
-        assert len(lines) == 3 and json.loads(lines[-1])["applied"] is None
-        assert json.loads(lines[-1])["plan"]["merges"] == 2 and "pass --apply" in dry.stderr
-        done = await asyncio.to_thread(CliRunner().invoke, main, ["rematch", "--apply"], catch_exceptions=False)
-        assert json.loads(done.stdout.strip().splitlines()[-1])["applied"]["merged_away"] == 2
-        again = await asyncio.to_thread(CliRunner().invoke, main, ["rematch"], catch_exceptions=False)
-        assert json.loads(again.stdout)["plan"]["merges"] == 0
-    finally:
-        get_settings.cache_clear()
+    dry = await hub_cli("rematch", "--show", "2")
+    assert dry.exit_code == 0, dry.output
+    lines = dry.stdout.strip().splitlines()
+    assert len(lines) == 3 and json.loads(lines[-1])["applied"] is None
+    assert json.loads(lines[-1])["plan"]["merges"] == 2 and "pass --apply" in dry.stderr
+    done = await hub_cli("rematch", "--apply")
+    assert json.loads(done.stdout.strip().splitlines()[-1])["applied"]["merged_away"] == 2
+    again = await hub_cli("rematch")
+    assert json.loads(again.stdout)["plan"]["merges"] == 0
 
 
 # --- the set-based apply writes what merge_into + recompute write ------------------------------------------
@@ -309,17 +303,27 @@ async def test_set_based_apply_writes_what_merge_into_and_recompute_write(admin,
     assert anna == [(int(reg["A1"]), "email", "anna@example.org", None, "steward-override", "alice")]
 
 
-async def test_recompute_many_matches_recompute(admin, services, db):
+async def test_set_based_recompute_matches_recompute(admin, services, db):
     from sqlalchemy import update
 
-    from hub.golden import recompute, recompute_many
+    from hub.db import any_of
+    from hub.golden import MEMBERS_OF, contribution, plan_golden, read_golden, recompute, write_golden
     from hub.models import SourceRecord, utcnow
+
+    async def set_based(session, causes, *, actor, now, kind):
+        """What the rematch's apply does for the golden records it recomputes."""
+        ids = list(causes)
+        members = collections.defaultdict(list)
+        for row in await session.execute(MEMBERS_OF.where(any_of(session, SourceRecord.__table__.c.customer_id, ids))):
+            members[row[1]].append(contribution(row))
+        await write_golden(session, plan_golden(causes, members, await read_golden(session, ids), actor=actor, now=now,
+                                                kind=kind), now=now)
 
     reg = await _hub_without_model(admin, services)
     ids = sorted({int(x) for x in reg.values()})
     now = utcnow()
     snapshots = []
-    for fn in (recompute, recompute_many):
+    for fn in (recompute, set_based):
         try:
             async with db.write() as session:
                 # records change hands behind survivorship's back: O2 to Anna's golden record, A2 to Carl's
