@@ -2,7 +2,7 @@
 """Authorization overhead: a page of customers read as `reader` against the same page read as `admin`.
 
 Loads ~2,000 golden records (three systems, most people in more than one) into a fresh PostgreSQL
-database through hub.records.register_batch, then times `customers(first: 500)` with every person
+database through hub.ingest.records.register_batch, then times `customers(first: 500)` with every person
 attribute, lineage and source records, through the ASGI app in-process, alternating the two roles.
 
   python bench/authz_overhead.py                         # 2,000 customers, page 500, 30 rounds
@@ -27,13 +27,13 @@ from sqlalchemy.ext.asyncio import create_async_engine
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from authz import Authorizer  # noqa: E402
-from hub.attributes import API_NAME  # noqa: E402
+from hub.golden.attributes import API_NAME  # noqa: E402
 from hub.config import Settings  # noqa: E402
 from hub.db import Database  # noqa: E402
-from hub.migrate import upgrade  # noqa: E402
-from hub.records import RecordInput, register_batch  # noqa: E402
-from hub.systems import register_system  # noqa: E402
-from hub.tokens import create_token  # noqa: E402
+from hub.ops.migrate import upgrade  # noqa: E402
+from hub.ingest.records import RecordInput, register_batch  # noqa: E402
+from hub.ingest.systems import register_system  # noqa: E402
+from hub.access.tokens import create_token  # noqa: E402
 from schema.app import build_services, create_app  # noqa: E402
 
 ATTRS = " ".join(API_NAME.values())

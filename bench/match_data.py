@@ -24,7 +24,7 @@ TODAY = dt.date(2026, 1, 1)     # the generator's reference date: fixes the 2-di
 
 sys.path.insert(0, ROOT)
 try:
-    from hub.standardise import SystemProfile, standardise   # the hub's real standardiser
+    from hub.ingest.standardise import SystemProfile, standardise   # the hub's real standardiser
 
     def standardise_record(raw: dict, date_order: str) -> dict:
         values = standardise(raw, SystemProfile(date_order=date_order), today=TODAY).values
@@ -32,8 +32,8 @@ try:
         for k, v in values.items():
             out[k] = v.isoformat() if isinstance(v, dt.date) else v
         return out
-    STANDARDISER = "hub.standardise"
-except ImportError:                                            # stand-in while hub/standardise.py is absent
+    STANDARDISER = "hub.ingest.standardise"
+except ImportError:                                            # stand-in while hub/ingest/standardise.py is absent
     import re
 
     _SNAKE = {"givenName": "given_name", "familyName": "family_name", "dateOfBirth": "date_of_birth",

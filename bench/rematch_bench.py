@@ -33,13 +33,13 @@ sys.path.insert(0, ROOT)
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hub.attributes import API_NAME, ATTRIBUTES
+from hub.golden.attributes import API_NAME, ATTRIBUTES
 from hub.config import Settings
 from hub.db import Database
-from hub.matcher import default_scorer
-from hub.migrate import upgrade
-from hub.records import RecordInput, register_batch
-from hub.systems import register_system
+from hub.ingest.matcher import default_scorer
+from hub.ops.migrate import upgrade
+from hub.ingest.records import RecordInput, register_batch
+from hub.ingest.systems import register_system
 
 SERVER = os.environ.get("HUB_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 

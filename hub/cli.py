@@ -13,11 +13,11 @@ from pathlib import Path
 
 import click
 
-from hub.attributes import API_NAME
+from hub.golden.attributes import API_NAME
 from hub.config import get_settings
 from hub.db import Database, is_sqlite
 from hub.errors import HubError
-from hub.migrate import upgrade
+from hub.ops.migrate import upgrade
 
 
 @contextlib.asynccontextmanager
@@ -89,7 +89,7 @@ def token() -> None:
 @click.option("--system", default=None, help="For role source: the system it registers for.")
 def token_create(subject: str, role: str, system: str | None) -> None:
     """Print a new bearer token on stdout."""
-    from hub.tokens import create_token
+    from hub.access.tokens import create_token
 
     async def go() -> str:
         async with _database() as db, db.write() as session:
@@ -103,7 +103,7 @@ def token_create(subject: str, role: str, system: str | None) -> None:
 @click.option("--subject", required=True)
 def token_revoke(subject: str) -> None:
     """Revoke every token of a subject."""
-    from hub.tokens import revoke_tokens
+    from hub.access.tokens import revoke_tokens
 
     async def go() -> int:
         async with _database() as db, db.write() as session:
@@ -126,7 +126,7 @@ async def _in_database(fn, *, write: bool):
 @policy.command("list")
 def policy_list() -> None:
     """Print the stored policy rows, one per line, as in authz/policy.csv."""
-    from hub.policy import current_revision, list_rows
+    from hub.access.policy import current_revision, list_rows
 
     async def read(session):
         return await current_revision(session=session), await list_rows(session=session)
@@ -140,7 +140,7 @@ def policy_list() -> None:
 
 def _edit(verb: str, edit, row: tuple[str, ...], actor: str) -> None:
     """Apply one policy edit and print what changed."""
-    from hub.policy import parse_row
+    from hub.access.policy import parse_row
 
     try:
         parsed = parse_row(row)
@@ -160,7 +160,7 @@ def _edit(verb: str, edit, row: tuple[str, ...], actor: str) -> None:
 @click.option("--actor", default="cli:policy", show_default=True, help="Recorded in the audit event.")
 def policy_add(row: tuple[str, ...], actor: str) -> None:
     """Add a row: ROLE OBJECT ACTION allow|deny (e.g. reader Customer.email read deny), or g MEMBER PARENT."""
-    from hub.policy import add_row
+    from hub.access.policy import add_row
 
     _edit("added", add_row, row, actor)
 
@@ -170,7 +170,7 @@ def policy_add(row: tuple[str, ...], actor: str) -> None:
 @click.option("--actor", default="cli:policy", show_default=True, help="Recorded in the audit event.")
 def policy_remove(row: tuple[str, ...], actor: str) -> None:
     """Remove a row, written as for `hub policy add`."""
-    from hub.policy import remove_row
+    from hub.access.policy import remove_row
 
     _edit("removed", remove_row, row, actor)
 
@@ -201,8 +201,8 @@ def load(file: Path, system: str, batch: int, actor: str) -> None:
     """Register records from JSONL or CSV, through the same path as registerRecords."""
     from tqdm import tqdm
 
-    from hub.matcher import load_scorer
-    from hub.records import RecordInput
+    from hub.ingest.matcher import load_scorer
+    from hub.ingest.records import RecordInput
 
     settings = get_settings()
     upgrade(settings.database_url)
@@ -231,7 +231,7 @@ def load(file: Path, system: str, batch: int, actor: str) -> None:
 
 
 async def _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar) -> None:
-    from hub.records import register_batch
+    from hub.ingest.records import register_batch
 
     for r in await register_batch(db=db, system=system, records=chunk, actor=actor, settings=settings, scorer=scorer):
         counts[r.action] += 1
@@ -284,7 +284,7 @@ class _Bars:
 @click.option("--dry-run", is_flag=True, help="Train and print the summary; store nothing.")
 def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, actor: str, dry_run: bool) -> None:
     """Re-estimate the match model on the hub's records; print the new model id on stdout."""
-    from hub.training import summary, train_model
+    from hub.ops.training import summary, train_model
 
     settings = get_settings()
     upgrade(settings.database_url)
@@ -316,7 +316,7 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
     """Batch-match every record and reconcile the clusters with the golden records (ids stay stable)."""
     import time
 
-    from hub.rematch import apply_rematch, examples, model_in_use, plan_rematch
+    from hub.ops.rematch import apply_rematch, examples, model_in_use, plan_rematch
 
     settings = get_settings()
     upgrade(settings.database_url)
@@ -356,7 +356,7 @@ def reindex(batch: int) -> None:
     import dataclasses
     import time
 
-    from hub.reindex import reindex_keys
+    from hub.ops.reindex import reindex_keys
 
     upgrade(get_settings().database_url)
 

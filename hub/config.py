@@ -23,7 +23,7 @@ def _exact_rules(text: str | None) -> tuple[tuple[str, ...], ...]:
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     exact_rules: tuple[tuple[str, ...], ...] = DEFAULT_EXACT_RULES
-    # survivorship rule per camelCase attribute, overriding hub.survivorship.DEFAULT_RULES
+    # survivorship rule per camelCase attribute, overriding hub.golden.survivorship.DEFAULT_RULES
     survivorship: dict[str, str] = field(default_factory=dict)
     link_threshold: float = 0.95
     review_threshold: float = 0.60

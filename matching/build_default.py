@@ -44,7 +44,7 @@ def main(argv=None) -> None:
     t0 = time.time()
     model = train(records, seed=args.seed, max_pairs_u=args.max_pairs_u, max_pairs_em=args.max_pairs_em)
     model["matching_training"]["data"] = (f"gen_customers.py --people {args.people} --seed {args.seed}, "
-                                          "standardised by hub.standardise" if not args.records else path)
+                                          "standardised by hub.ingest.standardise" if not args.records else path)
     with open(args.out, "w") as f:
         json.dump(model, f, indent=1, sort_keys=False)
         f.write("\n")

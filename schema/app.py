@@ -15,8 +15,8 @@ from strawberry.types import ExecutionResult
 from authz import Authorizer
 from hub.config import Settings, get_settings
 from hub.db import Database, Reads
-from hub.matcher import load_scorer
-from hub.tokens import Principal, authenticate
+from hub.ingest.matcher import load_scorer
+from hub.access.tokens import Principal, authenticate
 from schema.build import build_schema
 from schema.context import Context, FieldForbidden, Services
 from schema.loaders import Loaders

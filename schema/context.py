@@ -13,8 +13,8 @@ from starlette.requests import Request
 from authz import Access, Authorizer, default_policy_rows
 from hub.config import Settings
 from hub.db import Database, Reads
-from hub.policy import REVISION_QUERY, RULES_QUERY, as_row
-from hub.tokens import Principal
+from hub.access.policy import REVISION_QUERY, RULES_QUERY, as_row
+from hub.access.tokens import Principal
 from schema.loaders import Loaders
 
 log = logging.getLogger("hub")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import strawberry
 
 from hub.errors import Forbidden
-from hub.records import RecordInput, delete_record, register_batch
-from hub.stewardship import merge_customers, override_attribute, resolve_candidate, split_record, unmerge_customer
-from hub.systems import register_system
+from hub.ingest.records import RecordInput, delete_record, register_batch
+from hub.steward.stewardship import merge_customers, override_attribute, resolve_candidate, split_record, unmerge_customer
+from hub.ingest.systems import register_system
 from schema.errors import operation
 from schema.queries import check_system, parse_id
 from schema.types import (

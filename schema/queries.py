@@ -8,7 +8,7 @@ import strawberry
 from sqlalchemy import select, tuple_
 
 from hub.errors import BadInput, Forbidden
-from hub.stewardship import customer_as_of
+from hub.steward.stewardship import customer_as_of
 from hub.models import ACTIVE, Customer as CustomerRow, MatchCandidate as CandidateRow, SourceRecord as RecordRow
 from hub.models import SourceSystem as SystemRow
 from schema.errors import operation

@@ -5,7 +5,7 @@ import strawberry
 
 from authz import Access
 from hub.errors import Forbidden
-from hub.search import find_customers
+from hub.steward.search import find_customers
 from schema.types import ComparisonExplanation, Customer, CustomerAttributesInput, visible_explanation
 
 @strawberry.type

@@ -15,7 +15,7 @@ from strawberry.scalars import JSON
 
 from authz import Access, mask
 from hub.errors import BadInput
-from hub.attributes import API_NAME, ATTRIBUTES, STORAGE_NAME, as_text
+from hub.golden.attributes import API_NAME, ATTRIBUTES, STORAGE_NAME, as_text
 
 
 def encode_cursor(kind: str, value: int) -> str:

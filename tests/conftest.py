@@ -21,9 +21,9 @@ from authz import Authorizer
 from hub.cli import main
 from hub.config import Settings, get_settings
 from hub.db import Database
-from hub.matcher import default_scorer
-from hub.migrate import upgrade
-from hub.tokens import create_token
+from hub.ingest.matcher import default_scorer
+from hub.ops.migrate import upgrade
+from hub.access.tokens import create_token
 from schema.app import build_services, create_app
 
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")

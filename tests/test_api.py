@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import event
 
-from hub.tokens import revoke_tokens
+from hub.access.tokens import revoke_tokens
 from tests.conftest import Gql, mint
 from tests.helpers import REGISTER, RECORD, add_system, rec, register
 

@@ -6,7 +6,7 @@ import json
 import pytest
 from sqlalchemy import delete, select
 
-from hub.blocking import BK, candidate_keys
+from hub.ingest.blocking import BK, candidate_keys
 from hub.models import SourceRecord
 from matching.blocking import MAX_KEY_LENGTH, blocking_keys, keys_from_features
 from matching.features import features

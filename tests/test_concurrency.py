@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from hub.config import Settings
 from hub.db import Database
 from hub.models import ACTIVE, Customer, SourceRecord, SourceSystem
-from hub.records import RecordInput, register_batch
+from hub.ingest.records import RecordInput, register_batch
 from tests.helpers import add_system, rec, register
 
 

@@ -16,10 +16,10 @@ from sqlalchemy import text
 from authz import Authorizer, mask
 from hub.config import Settings
 from hub.db import Database
-from hub.matcher import default_scorer
+from hub.ingest.matcher import default_scorer
 from hub.models import Event
-from hub.policy import add_row
-from hub.tokens import revoke_tokens
+from hub.access.policy import add_row
+from hub.access.tokens import revoke_tokens
 from schema.app import build_services, create_app
 from tests.conftest import TABLES, Gql, mint
 from tests.helpers import REGISTER, add_system, rec, register

@@ -8,8 +8,8 @@ from sqlalchemy import func, select
 
 from hub.errors import HubError
 from hub.models import ACTIVE, MERGED, Customer, Event, MatchCandidate, SourceRecord
-from hub.records import RecordInput, register_batch
-from hub.stewardship import merge_customers, resolve_candidate, split_record
+from hub.ingest.records import RecordInput, register_batch
+from hub.steward.stewardship import merge_customers, resolve_candidate, split_record
 
 
 def person(i: int, variant: int) -> dict:
@@ -40,7 +40,7 @@ async def invariants(db) -> None:
 
 async def test_concurrent_registrations_and_steward_decisions_keep_the_invariants(admin, db, db_url, settings):
     from tests.helpers import add_system
-    from hub.matcher import default_scorer
+    from hub.ingest.matcher import default_scorer
     from hub.db import Database
 
     await add_system(admin, "crm")

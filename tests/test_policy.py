@@ -12,7 +12,7 @@ from hub.config import Settings
 from hub.db import Database
 from hub.errors import BadInput
 from hub.models import Event
-from hub.policy import POLICY_CHANGED, REVISION, RULE, add_row, current_revision, list_rows, remove_row
+from hub.access.policy import POLICY_CHANGED, REVISION, RULE, add_row, current_revision, list_rows, remove_row
 from schema.app import build_services
 from schema.context import UNAVAILABLE
 from tests.conftest import Gql, mint

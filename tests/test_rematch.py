@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from hub.config import get_settings
 from hub.models import MANUAL_MERGE, NOT_A_MATCH, SPLIT, Customer, Event
-from hub.rematch import Rule, apply_rematch, model_in_use, plan_rematch, reconcile
+from hub.ops.rematch import Rule, apply_rematch, model_in_use, plan_rematch, reconcile
 from tests.helpers import CUSTOMER, add_system, rec, register
 from tests.test_stewardship import MERGE
 from tests.test_stewardship import SPLIT as SPLIT_MUTATION
@@ -237,10 +237,10 @@ async def _one_by_one(session, changes, now):
     """The plain path the set-based apply replaces: records moved one by one, merge_into, recompute."""
     from sqlalchemy import insert, update
 
-    from hub.golden import recompute
+    from hub.golden.values import recompute
     from hub.models import ACTIVE, SourceRecord
-    from hub.records import merge_into
-    from hub.rematch import _causes
+    from hub.ingest.records import merge_into
+    from hub.ops.rematch import _causes
 
     targets = [t for c in changes for t in c.targets]
     home = {}
@@ -268,7 +268,7 @@ async def test_set_based_apply_writes_what_merge_into_and_recompute_write(admin,
     from sqlalchemy import func
 
     from hub.models import utcnow
-    from hub.rematch import _apply_batch
+    from hub.ops.rematch import _apply_batch
     from tests.test_stewardship import OVERRIDE
 
     reg = await _hub_without_model(admin, services)
@@ -307,7 +307,7 @@ async def test_set_based_recompute_matches_recompute(admin, services, db):
     from sqlalchemy import update
 
     from hub.db import any_of
-    from hub.golden import MEMBERS_OF, contribution, plan_golden, read_golden, recompute, write_golden
+    from hub.golden.values import MEMBERS_OF, contribution, plan_golden, read_golden, recompute, write_golden
     from hub.models import SourceRecord, utcnow
 
     async def set_based(session, causes, *, actor, now, kind):

@@ -1,11 +1,11 @@
-"""Tests for hub.standardise: every rule, with its failures, table by table."""
+"""Tests for hub.ingest.standardise: every rule, with its failures, table by table."""
 import dataclasses
 import datetime as dt
 
 import pytest
 from email_validator import EmailNotValidError, validate_email
 
-from hub.standardise import ATTRIBUTES, INPUT_NAMES, FieldError, Standardised, SystemProfile, standardise
+from hub.ingest.standardise import ATTRIBUTES, INPUT_NAMES, FieldError, Standardised, SystemProfile, standardise
 
 TODAY = dt.date(2026, 5, 1)
 YMD, DMY, MDY = SystemProfile("YMD"), SystemProfile("DMY"), SystemProfile("MDY")

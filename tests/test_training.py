@@ -9,11 +9,11 @@ from sqlalchemy import func, select
 
 from hub import cli
 from hub.config import get_settings
-from hub.matcher import load_scorer
+from hub.ingest.matcher import load_scorer
 from hub.models import MatchModelVersion
-from hub.records import RecordInput, register_batch
-from hub.systems import register_system
-from hub.training import complete, default_model_json, summary, train_model
+from hub.ingest.records import RecordInput, register_batch
+from hub.ingest.systems import register_system
+from hub.ops.training import complete, default_model_json, summary, train_model
 
 GIVEN = ["Anna", "Bernd", "Carla", "Dieter", "Emma", "Felix", "Greta", "Hans", "Ida", "Jonas", "Karin", "Lukas",
          "Maria", "Nina", "Otto", "Paula", "Rita", "Stefan", "Tina", "Vera", "Walter", "Xenia", "Yusuf", "Zoe"]

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.db import any_of, value_rows
 from hub.models import NOT_A_MATCH, SPLIT, Lineage, MatchCandidate, StewardRule
 from hub.models.matching import PENDING, SUPERSEDED
-from hub.survivorship import STEWARD_OVERRIDE
+from hub.golden.survivorship import STEWARD_OVERRIDE
 
 MC, RULE, LINEAGE = MatchCandidate.__table__, StewardRule.__table__, Lineage.__table__
 

@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from hub.attributes import API_NAME, ATTRIBUTES
+from hub.golden.attributes import API_NAME, ATTRIBUTES
 
 SOURCE_TRUST, MOST_RECENT, MOST_FREQUENT, STEWARD_OVERRIDE = (
     "source-trust", "most-recent", "most-frequent", "steward-override")

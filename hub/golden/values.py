@@ -20,11 +20,11 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.attributes import API_NAME, ATTRIBUTES, as_text
+from hub.golden.attributes import API_NAME, ATTRIBUTES, as_text
 from hub.config import get_settings
 from hub.db import any_of, bulk_insert, value_rows
 from hub.models import ACTIVE, RETIRED, Customer, Event, Lineage, SourceRecord, SourceSystem
-from hub.survivorship import STEWARD_OVERRIDE, Contribution, Outcome, resolve_rules, survive
+from hub.golden.survivorship import STEWARD_OVERRIDE, Contribution, Outcome, resolve_rules, survive
 
 SR, CUSTOMER, LINEAGE, EVENT, SYSTEM = (SourceRecord.__table__, Customer.__table__, Lineage.__table__,
                                        Event.__table__, SourceSystem.__table__)

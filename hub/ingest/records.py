@@ -12,19 +12,19 @@ from typing import Any
 from sqlalchemy import BigInteger, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.attributes import ATTRIBUTES
-from hub.blocking import candidate_keys, delete_keys, id_condition, replace_keys
-from hub.candidates import queue_candidates
+from hub.golden.attributes import ATTRIBUTES
+from hub.ingest.blocking import candidate_keys, delete_keys, id_condition, replace_keys
+from hub.golden.candidates import queue_candidates
 from hub.config import Settings
 from hub.db import Database, any_of, bulk_insert, value_rows
 from hub.errors import BadInput, NotFound
-from hub.golden import binds, recompute, write_fresh
-from hub.linking import CREATED, LINKED, QUEUED, UPDATED, Planner
+from hub.golden.values import binds, recompute, write_fresh
+from hub.ingest.linking import CREATED, LINKED, QUEUED, UPDATED, Planner
 from hub.models import ACTIVE, MERGED, Customer, Event, SourceRecord, SourceSystem, utcnow
-from hub.standardise import FieldError, SystemProfile, standardise
-from hub.stewardship_rules import carry_overrides, follow_merges, has_rules, load_steward_memory
-from hub.survivorship import Contribution, resolve_rules, survive
-from hub.systems import system_settings
+from hub.ingest.standardise import FieldError, SystemProfile, standardise
+from hub.golden.stewardship_rules import carry_overrides, follow_merges, has_rules, load_steward_memory
+from hub.golden.survivorship import Contribution, resolve_rules, survive
+from hub.ingest.systems import system_settings
 
 UNCHANGED, REJECTED = "UNCHANGED", "REJECTED"
 SR = SourceRecord.__table__

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.errors import BadInput, NotFound
 from hub.models import Event, SourceSystem
-from hub.standardise import SystemProfile, standardise
+from hub.ingest.standardise import SystemProfile, standardise
 
 DATE_ORDERS = ("YMD", "DMY", "MDY")
 # a system's settings change rarely and are read by every registration: each process keeps them this long

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
 
-from hub.blocking import BK, SR
+from hub.ingest.blocking import BK, SR
 from hub.db import Database, any_of, bulk_insert
-from hub.matcher import matching_view
+from hub.ingest.matcher import matching_view
 from matching.blocking import keys_from_features
 from matching.features import ATTRIBUTES, features
 
@@ -52,7 +52,7 @@ async def reindex_keys(db: Database, *, batch: int = 2000,
             of_batch = any_of(session, BK.c.source_record_id, ids)
             for rid, key in await session.execute(select(BK.c.source_record_id, BK.c.key).where(of_batch)):
                 stored[rid].add(key)
-            # exactly what registration derives (hub.matcher.ModelScorer.prepare), from the stored columns
+            # exactly what registration derives (hub.ingest.matcher.ModelScorer.prepare), from the stored columns
             wanted = {r.id: keys_from_features(features(matching_view(r._mapping))) for r in rows}
             changed = [rid for rid in ids if wanted[rid] != stored[rid]]
             if changed:

@@ -49,11 +49,11 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import BigInteger, func, insert, select, update
 
-from hub.attributes import ATTRIBUTES
+from hub.golden.attributes import ATTRIBUTES
 from hub.config import Settings
 from hub.db import Database, any_of, value_rows
 from hub.errors import BadInput, NotFound
-from hub.golden import (
+from hub.golden.values import (
     MEMBERS_OF,
     GoldenState,
     GoldenWrites,
@@ -75,10 +75,10 @@ from hub.models import (
     utcnow,
 )
 from hub.models.matching import MatchCandidate, MatchModelVersion
-from hub.records import merge_writes
-from hub.stewardship_rules import carry_overrides
-from hub.survivorship import STEWARD_OVERRIDE
-from hub.training import RECORD_SCHEMA, count_records, default_model_json, record_batches
+from hub.ingest.records import merge_writes
+from hub.golden.stewardship_rules import carry_overrides
+from hub.golden.survivorship import STEWARD_OVERRIDE
+from hub.ops.training import RECORD_SCHEMA, count_records, default_model_json, record_batches
 
 SR, CUSTOMER, RULE, MODEL, MC, LINEAGE, EVENT = (
     SourceRecord.__table__, Customer.__table__, StewardRule.__table__, MatchModelVersion.__table__,

@@ -1,7 +1,7 @@
 """`hub train`: re-estimate the match model on the hub's own records and store it as a new version.
 
 u comes from random sampling, m from EM (`matching.train`); the model JSON is stored in `match_model`
-with its training time, record count and parameters. `hub.matcher.load_scorer(db, "latest")` then
+with its training time, record count and parameters. `hub.ingest.matcher.load_scorer(db, "latest")` then
 matches with it (unless HUB_MATCH_MODEL names another version).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 from sqlalchemy import func, insert, select
 
-from hub.attributes import ATTRIBUTES
+from hub.golden.attributes import ATTRIBUTES
 from hub.db import Database
 from hub.models import MatchModelVersion, SourceRecord
 

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import or_, select
 
-from hub.attributes import ATTRIBUTES
-from hub.blocking import candidate_keys, id_condition
+from hub.golden.attributes import ATTRIBUTES
+from hub.ingest.blocking import candidate_keys, id_condition
 from hub.config import Settings
 from hub.errors import BadInput
-from hub.linking import Planner, rule_name
+from hub.ingest.linking import Planner, rule_name
 from hub.models import ACTIVE, Customer, SourceRecord
-from hub.standardise import SystemProfile, standardise
+from hub.ingest.standardise import SystemProfile, standardise
 
 SR, CUSTOMER = SourceRecord.__table__, Customer.__table__
 

@@ -13,16 +13,16 @@ from typing import Any
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.attributes import API_NAME, STORAGE_NAME
+from hub.golden.attributes import API_NAME, STORAGE_NAME
 from hub.errors import BadInput, Conflict, NotFound
-from hub.golden import recompute, typed
+from hub.golden.values import recompute, typed
 from hub.models import (
     ACTIVE, MANUAL_MERGE, MERGED, NOT_A_MATCH, SPLIT, Customer, Event, MatchCandidate, SourceRecord, StewardRule,
     utcnow,
 )
 from hub.models.matching import ACCEPTED, PENDING, REJECTED
-from hub.records import merge_into
-from hub.standardise import SystemProfile, standardise
+from hub.ingest.records import merge_into
+from hub.ingest.standardise import SystemProfile, standardise
 
 CUSTOMER, SR, MC, RULE, EVENT = (Customer.__table__, SourceRecord.__table__, MatchCandidate.__table__,
                                  StewardRule.__table__, Event.__table__)
