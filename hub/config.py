@@ -35,6 +35,9 @@ class Settings:
     max_query_tokens: int = 5000
     max_aliases: int = 30
     sql_echo: bool = False
+    # key material for personal data at rest (hub.privacy.keys): HUB_KEYS text, else the key file
+    keys: str | None = field(default=None, repr=False)
+    key_file: str = "./hub.keys"
 
 
 @lru_cache(maxsize=1)
@@ -50,4 +53,6 @@ def get_settings() -> Settings:
         max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
         match_model=env.get("HUB_MATCH_MODEL", "latest"),
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
+        keys=env.get("HUB_KEYS") or None,
+        key_file=env.get("HUB_KEY_FILE") or "./hub.keys",
     )

@@ -26,6 +26,8 @@ from hub.ops.migrate import upgrade
 from hub.access.tokens import create_token
 from schema.app import build_services, create_app
 
+# fixed test keys for personal data at rest (hub.privacy.keys); never used outside the tests
+TEST_KEYS = "hash aGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGg=;enc t1 ZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWU="
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 # every table but the policy's (seeded by its migration; tests that edit it restore it)
 TABLES = ("lineage", "event", "blocking_key", "match_candidate", "match_model", "steward_rule", "source_record",
@@ -75,6 +77,7 @@ def db_url(request, tmp_path):
 def hub_cli(db_url, monkeypatch):
     """Run `hub ...` in a worker thread (it starts its own event loop) against this test's database."""
     monkeypatch.setenv("HUB_DATABASE_URL", db_url)
+    monkeypatch.setenv("HUB_KEYS", TEST_KEYS)
     get_settings.cache_clear()
 
     async def invoke(*args: str):
@@ -96,7 +99,7 @@ async def db(db_url):
 
 @pytest.fixture
 def settings(db_url) -> Settings:
-    return Settings(database_url=db_url)
+    return Settings(database_url=db_url, keys=TEST_KEYS)
 
 
 @pytest.fixture
