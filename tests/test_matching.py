@@ -155,3 +155,36 @@ def test_predict_clusters_small():
     assert sum(ent[a] == ent[b] for a, b in zip(ids_l, ids_r)) / len(ids_l) > 0.8
     plain, _ = predict_clusters(records, MatchModel.default().to_json(), link_threshold=0.95, conflict_rule=False)
     assert plain.num_rows >= pairs.num_rows                                # the conflict rule only removes links
+
+
+def test_constrained_clusters_cut_a_chain_at_the_contradiction():
+    import pyarrow as pa
+
+    from matching.cluster import constrained_clusters
+
+    links = pa.table({"id_l": [1, 2, 4], "id_r": [2, 3, 5], "match_weight": [12.0, 9.0, 8.0]})
+    conflicts = pa.table({"id_l": [1], "id_r": [3]})
+    clusters = constrained_clusters(pa.array([1, 2, 3, 4, 5, 6]), links, conflicts)
+    assert dict(zip(clusters.column("id").to_pylist(), clusters.column("cluster_id").to_pylist())) == {
+        1: 1, 2: 1, 3: 3, 4: 4, 5: 4, 6: 6}                  # 3 contradicts 1, so 2-3 is refused
+    plain = constrained_clusters(pa.array([1, 2, 3, 4, 5, 6]), links, conflicts.slice(0, 0))
+    assert plain.column("cluster_id").to_pylist() == [1, 1, 1, 4, 4, 6]
+
+
+def test_predict_clusters_never_chains_two_people_through_a_third():
+    home = dict(address_line1="12 Mill Lane", locality="Leeds", postcode="LS1 4AB", country="GB")
+    father = dict(id=1, given_name="Peter", family_name="Okafor", date_of_birth="1961-03-14",
+                  email="peter.okafor@example.com", phone="+441134960001", **home)
+    profile = dict(id=2, given_name="Peter", family_name="Okafor", date_of_birth=None,
+                   email="peter.okafor@example.com", phone="+441134960001", **home)   # no birth date
+    son = dict(id=3, given_name="Peter", family_name="Okafor", date_of_birth="1992-08-30",
+               email=None, phone="+441134960001", **home)                             # same landline
+    records = [dict({a: None for a in ATTRIBUTES}, **r) for r in (father, profile, son)]
+    model = MatchModel.default().to_json()
+    _, plain = predict_clusters(records, model, link_threshold=0.95, conflict_rule=False)
+    pairs, clusters = predict_clusters(records, model, link_threshold=0.95)
+    cl = dict(zip(clusters.column("id").to_pylist(), clusters.column("cluster_id").to_pylist()))
+    assert len(set(plain.column("cluster_id").to_pylist())) == 1           # plain components chain all three
+    assert cl[1] != cl[3]                                                   # father and son stay apart
+    assert cl[2] in (cl[1], cl[3])
+    assert all(cl[a] == cl[b] for a, b in zip(pairs.column("id_l").to_pylist(), pairs.column("id_r").to_pylist()))
