@@ -27,6 +27,10 @@ def _unauthenticated(message: str) -> Response:
                         status_code=401, headers={"WWW-Authenticate": 'Bearer realm="hub"'})
 
 
+def _forbidden(message: str) -> Response:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": "FORBIDDEN"}}]}, status_code=403)
+
+
 class HubGraphQL(GraphQL):
     """Strawberry's ASGI view with the hub's context; callers without a valid token get HTTP 401."""
 
@@ -51,6 +55,12 @@ class HubGraphQL(GraphQL):
             if principal is None:
                 await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
                     scope, receive, send)
+                return
+            if principal.system is None and self.services.authorizer.system_bound(principal.role):
+                # a token minted before its role became bound (g, feed, source added later): it would reach
+                # every system's records
+                await _forbidden(f"role {principal.role!r} registers records for one source system, but this "
+                                 "token names none: mint one with --system")(scope, receive, send)
                 return
             state = scope.setdefault("state", {})
             state["principal"], state["reads"] = principal, reads
