@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import pathlib
 from typing import Any
 
 from starlette.applications import Starlette
@@ -31,12 +32,20 @@ def _forbidden(message: str) -> Response:
     return JSONResponse({"errors": [{"message": message, "extensions": {"code": "FORBIDDEN"}}]}, status_code=403)
 
 
+# the hub's GraphiQL page (strawberry's, asking for the token first and saying so when its CDN is unreachable)
+GRAPHIQL_HTML = (pathlib.Path(__file__).parent / "graphiql.html").read_text(encoding="utf-8")
+
+
 class HubGraphQL(GraphQL):
     """Strawberry's ASGI view with the hub's context; callers without a valid token get HTTP 401."""
 
     def __init__(self, services: Services) -> None:
         super().__init__(build_schema(services.settings), graphql_ide="graphiql")
         self.services = services
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return GRAPHIQL_HTML
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
