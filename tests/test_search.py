@@ -91,3 +91,9 @@ async def test_find_by_name_alone_reads_through_the_name_index(admin, db):
             compiled = stmt.compile(dialect=session.bind.dialect, compile_kwargs={"literal_binds": True})
             plan = " ".join(r[0] for r in await session.execute(text(f"EXPLAIN {compiled}")))
     assert "ix_source_record_family_given" in plan, plan
+
+
+async def test_find_by_given_name_alone_is_bad_input_that_says_what_to_add(admin):
+    await _people(admin)
+    _, errors = await admin.errors(FIND, a={"givenName": "Anna"})
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT" and "family name" in errors[0]["message"]

@@ -65,6 +65,10 @@ async def find_customers(*, session, attributes: Mapping[str, Any], settings: Se
         raise BadInput("give at least one attribute to search by")
     planner = Planner(settings.exact_rules, settings.link_threshold, settings.review_threshold, scorer)
     probe = planner.profile(std.values)
+    if scorer is not None and not probe.exact and not probe.blocking and not std.values.get("family_name"):
+        # nothing to look candidates up by: say what would do, rather than answer an empty list
+        raise BadInput("these attributes alone cannot be looked up: give a family name (with the given name), "
+                       "or an email, phone or national id, or a name with a date of birth or postcode")
     conditions = [SR.c[rule[0]] == key[2] for key in probe.exact for rule in [settings.exact_rules[key[1]]]]
     shared = await candidate_keys(session, probe.blocking)
     if shared:
