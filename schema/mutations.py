@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import strawberry
 
+from authz import Access
 from hub.errors import BadInput, Forbidden
 from hub.golden.attributes import STORAGE_NAME
 from hub.ingest.records import RecordInput, delete_record, register_batch
@@ -50,6 +51,10 @@ class Mutation:
         ctx = info.context
         inputs = [RecordInput(r.key, r.attributes.raw(), r.updated_at) for r in records]
         check_writable(info, "SourceRecord", {name for r in inputs for name in r.attributes})
+        if ctx.access("RegistrationResult", "action") is Access.DENY:
+            # refused before writing: a batch stored but answered with an error would be sent again
+            raise Forbidden(f"role {ctx.principal.role!r} may not read RegistrationResult.action, so it may not "
+                            "register records (the policy should allow read or read-masked)")
         results = await register_batch(db=ctx.db, system=system, records=inputs, actor=ctx.principal.subject,
                                        settings=ctx.services.settings, scorer=ctx.services.scorer)
         return [RegistrationResult(key=r.key, outcome=RegistrationAction(r.action), customer_id=r.customer_id,

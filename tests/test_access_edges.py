@@ -248,3 +248,15 @@ async def test_migration_adds_the_source_linkage_rows_to_a_policy_seeded_before(
             assert event["added"] == [list(r) for r in rows]
     finally:
         await old.dispose()
+
+
+async def test_register_as_a_role_that_may_not_read_the_action_is_forbidden_before_writing(
+        client, db, admin, live_policy):
+    await add_system(admin)
+    for row in [("p", "feedx", "Mutation.registerRecords", "call", "allow"),
+                ("p", "feedx", "SourceRecord.*", "write", "allow"), ("p", "feedx", "SourceRecord.*", "read", "allow")]:
+        await _edit(db, add_row, row)
+    feed = Gql(client, await mint(db, "feedx", "feed-x", system="crm"))
+    _, errors = await feed.errors(REGISTER, system="crm", records=[rec("K1", email="a@x.org")])
+    assert errors[0]["extensions"]["code"] == "FORBIDDEN" and "RegistrationResult.action" in errors[0]["message"]
+    assert (await admin('{ sourceSystems { recordCount } }'))["sourceSystems"] == [{"recordCount": 0}]
