@@ -21,10 +21,14 @@ from collections.abc import Iterable, Sequence
 import casbin
 from casbin.persist import Adapter
 
-__all__ = ["ACTIONS", "Access", "Authorizer", "default_model_path", "default_policy_rows", "mask",
+__all__ = ["ACTIONS", "ALL_SYSTEMS", "REGISTER_OPERATION", "Access", "Authorizer", "default_model_path", "default_policy_rows", "mask",
            "validate_row"]
 
 _HERE = pathlib.Path(__file__).resolve().parent
+
+# the operation whose callers are bound to one source system, unless they may write ALL_SYSTEMS
+REGISTER_OPERATION = "Mutation.registerRecords"
+ALL_SYSTEMS = "Systems.all"
 
 ACTIONS = frozenset({"read", "read-masked", "write", "call"})
 _ROLE = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -128,11 +132,7 @@ class Authorizer:
 
     def field_access(self, role: str, type_name: str, field: str) -> Access:
         """read allowed -> ALLOW; else read-masked allowed -> MASK; else DENY."""
-        policy = self._policy
-        access = policy.fields.get((role, type_name, field))
-        if access is None:
-            access = self._field_access(policy, role, type_name, field)
-        return access
+        return self._field_access_memo(self._policy, role, type_name, field)
 
     def operation_allowed(self, role: str, operation: str) -> bool:
         """operation is "Query.x" or "Mutation.x"."""
@@ -148,6 +148,28 @@ class Authorizer:
             if role in policy.roles:  # memo keys come from the schema and known roles only
                 policy.plans[key] = plan
         return dict(plan)  # a copy: the caller cannot alter the memo
+
+    def may_write(self, role: str, type_name: str, field: str) -> bool:
+        """Whether a role may set a field: it needs ``write`` on it AND may read it in clear.
+
+        Writing what one may not read is an oracle: a write that changes nothing (same version, same
+        result) tells that the guessed value was already there.
+        """
+        policy = self._policy
+        return (self._can(policy, role, f"{type_name}.{field}", "write")
+                and self._field_access_memo(policy, role, type_name, field) is Access.ALLOW)
+
+    def system_bound(self, role: str) -> bool:
+        """Whether a role's tokens must name one source system, and reach that system's records only.
+
+        Decided by what the policy lets the role do, not by its name: a role that may call
+        ``Mutation.registerRecords`` is bound unless it may also ``write`` ``Systems.all`` (every
+        system's records; the default policy grants that to ``admin`` through its ``*`` row). A role
+        that inherits ``source`` is therefore bound like ``source``.
+        """
+        policy = self._policy
+        return (self._can(policy, role, REGISTER_OPERATION, "call")
+                and not self._can(policy, role, ALL_SYSTEMS, "write"))
 
     def value_access(self, role: str, type_name: str, field: str, attribute: str) -> Access:
         """Access to a value that belongs to a Customer person attribute but is served by another field
@@ -202,6 +224,13 @@ class Authorizer:
                 allowed = bool(policy.enforcer.enforce(role, obj, action))
             policy.decisions[key] = allowed
         return allowed
+
+    @classmethod
+    def _field_access_memo(cls, policy: _Policy, role: str, type_name: str, field: str) -> Access:
+        access = policy.fields.get((role, type_name, field))
+        if access is None:
+            access = cls._field_access(policy, role, type_name, field)
+        return access
 
     @classmethod
     def _field_access(cls, policy: _Policy, role: str, type_name: str, field: str) -> Access:

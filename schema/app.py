@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import pathlib
 from typing import Any
 
 from starlette.applications import Starlette
@@ -27,12 +28,24 @@ def _unauthenticated(message: str) -> Response:
                         status_code=401, headers={"WWW-Authenticate": 'Bearer realm="hub"'})
 
 
+def _forbidden(message: str) -> Response:
+    return JSONResponse({"errors": [{"message": message, "extensions": {"code": "FORBIDDEN"}}]}, status_code=403)
+
+
+# the hub's GraphiQL page (strawberry's, asking for the token first and saying so when its CDN is unreachable)
+GRAPHIQL_HTML = (pathlib.Path(__file__).parent / "graphiql.html").read_text(encoding="utf-8")
+
+
 class HubGraphQL(GraphQL):
     """Strawberry's ASGI view with the hub's context; callers without a valid token get HTTP 401."""
 
     def __init__(self, services: Services) -> None:
         super().__init__(build_schema(services.settings), graphql_ide="graphiql")
         self.services = services
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return GRAPHIQL_HTML
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
@@ -51,6 +64,12 @@ class HubGraphQL(GraphQL):
             if principal is None:
                 await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
                     scope, receive, send)
+                return
+            if principal.system is None and self.services.authorizer.system_bound(principal.role):
+                # a token minted before its role became bound (g, feed, source added later): it would reach
+                # every system's records
+                await _forbidden(f"role {principal.role!r} registers records for one source system, but this "
+                                 "token names none: mint one with --system")(scope, receive, send)
                 return
             state = scope.setdefault("state", {})
             state["principal"], state["reads"] = principal, reads

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import strawberry
 
-from hub.errors import Forbidden
+from authz import Access
+from hub.errors import BadInput, Forbidden
+from hub.golden.attributes import STORAGE_NAME
 from hub.ingest.records import RecordInput, delete_record, register_batch
 from hub.steward.stewardship import merge_customers, override_attribute, resolve_candidate, split_record, unmerge_customer
 from hub.ingest.systems import register_system
@@ -13,6 +15,15 @@ from schema.types import (
     Customer, FieldError, MatchCandidate, MatchDecision, RegistrationAction, RegistrationResult, SourceRecordInput,
     SourceSystem, SourceSystemInput,
 )
+
+
+def check_writable(info: strawberry.Info, type_name: str, fields: set[str]) -> None:
+    """Refuse writing fields the caller may not write, or may not read in clear (a write would be an oracle)."""
+    ctx = info.context
+    refused = sorted(f for f in fields if not ctx.services.authorizer.may_write(ctx.principal.role, type_name, f))
+    if refused:
+        raise Forbidden(f"role {ctx.principal.role!r} may not write {', '.join(f'{type_name}.{f}' for f in refused)}"
+                        " (writing a field needs reading it in clear)")
 
 
 async def _customer(info: strawberry.Info, customer_id: int) -> Customer:
@@ -39,10 +50,15 @@ class Mutation:
         check_system(info, system)
         ctx = info.context
         inputs = [RecordInput(r.key, r.attributes.raw(), r.updated_at) for r in records]
+        check_writable(info, "SourceRecord", {name for r in inputs for name in r.attributes})
+        if ctx.access("RegistrationResult", "action") is Access.DENY:
+            # refused before writing: a batch stored but answered with an error would be sent again
+            raise Forbidden(f"role {ctx.principal.role!r} may not read RegistrationResult.action, so it may not "
+                            "register records (the policy should allow read or read-masked)")
         results = await register_batch(db=ctx.db, system=system, records=inputs, actor=ctx.principal.subject,
                                        settings=ctx.services.settings, scorer=ctx.services.scorer)
-        return [RegistrationResult(key=r.key, action=RegistrationAction(r.action), customer_id=r.customer_id,
-                                   match_probability=r.probability,
+        return [RegistrationResult(key=r.key, outcome=RegistrationAction(r.action), customer_id=r.customer_id,
+                                   probability=r.probability,
                                    errors=[FieldError(field=e.field, message=e.message) for e in r.errors])
                 for r in results]
 
@@ -54,6 +70,10 @@ class Mutation:
         async with info.context.db.write() as session:
             customer_id = await delete_record(session=session, system=system, key=key,
                                               actor=info.context.principal.subject)
+        if not info.context.allowed("SourceRecord", "customer", info.path):
+            # refused whether or not the golden record lives on: a null alone would tell whether other
+            # records share it
+            return None
         if customer_id is None:
             return None
         row = await info.context.loaders.customer.load(customer_id)
@@ -108,8 +128,9 @@ class Mutation:
     async def override_attribute(self, info: strawberry.Info, customer_id: strawberry.ID, field: str,
                                  value: str | None, note: str, expected_version: int | None = None) -> Customer:
         ctx = info.context
-        if not ctx.services.authorizer.can(ctx.principal.role, f"Customer.{field}", "write"):
-            raise Forbidden(f"role {ctx.principal.role!r} may not write Customer.{field}")
+        if field not in STORAGE_NAME:  # before asking the policy: junk names must not grow its memo
+            raise BadInput(f"unknown attribute {field!r}; use one of {', '.join(STORAGE_NAME)}")
+        check_writable(info, "Customer", {field})
         async with ctx.db.write() as session:
             cid = await override_attribute(session=session, customer_id=parse_id(customer_id), field=field,
                                            value=value, actor=ctx.principal.subject, note=note,

@@ -51,6 +51,9 @@ class RegistrationAction(enum.Enum):
     UNCHANGED = "UNCHANGED"
     QUEUED_FOR_REVIEW = "QUEUED_FOR_REVIEW"
     REJECTED = "REJECTED"
+    ACCEPTED = strawberry.enum_value("ACCEPTED", description=(
+        "Stored (new or changed): CREATED, LINKED, QUEUED_FOR_REVIEW or UPDATED as told to a caller whose "
+        "policy hides what its record linked to (RegistrationResult.action read-masked)."))
 
 
 @strawberry.enum
@@ -207,6 +210,16 @@ class SourceRecord(PersonAttributes):
         return _required(info, "SourceRecord", "updatedAt", self.row.updated_at)
 
 
+def hidden_attribute(info: strawberry.Info, attribute: str) -> bool:
+    """Whether a golden-record attribute is hidden from the caller entirely (denied, or a date only masked).
+
+    Such an attribute leaves no trace: no lineage row, no key in an event's changes, so nothing tells
+    whether a customer has a value for it or when it changed.
+    """
+    access = info.context.access("Customer", attribute)
+    return access is Access.DENY or (access is Access.MASK and attribute in UNMASKABLE)
+
+
 @strawberry.type
 class AttributeLineage:
     row: strawberry.Private[Any]
@@ -244,26 +257,29 @@ def _visible_value(info: strawberry.Info, attribute: str, value: Any) -> Any:
     access = _value_access(info, "CustomerEvent", "changes", attribute)
     if access is Access.ALLOW:
         return value
-    if access is Access.DENY:
-        info.context.forbid("CustomerEvent", f"changes.{attribute}", info.path)
     if isinstance(value, dict):
         return {k: mask(as_text(v)) if access is Access.MASK else None for k, v in value.items()}
     return mask(as_text(value)) if access is Access.MASK else None
 
 
 def _visible_changes(changes: Any, info: strawberry.Info) -> Any:
-    """Hide, in an event's changes, the attribute values the caller may not read (null + one error each).
+    """An event's changes as the caller may see them.
 
     Attribute values sit in `fields` ({attribute: value} or {attribute: {before, after}}) and in entries
-    that name one attribute ({"field": attribute, "value": value}, e.g. a steward's override).
+    that name one attribute ({"field": attribute, "value": value}, e.g. a steward's override). An
+    attribute hidden from the caller leaves no key and no entry (and no error: an error would appear
+    only where a value exists); a masked one is masked, before and after.
     """
     if not isinstance(changes, dict):
         return changes
     shown = {}
     for key, entry in changes.items():
         if key == "fields" and isinstance(entry, dict):
-            entry = {name: _visible_value(info, name, value) for name, value in entry.items()}
+            entry = {name: _visible_value(info, name, value) for name, value in entry.items()
+                     if not (name in STORAGE_NAME and hidden_attribute(info, name))}
         elif isinstance(entry, dict) and entry.get("field") in STORAGE_NAME and "value" in entry:
+            if hidden_attribute(info, entry["field"]):
+                continue
             entry = {**entry, "value": _visible_value(info, entry["field"], entry["value"])}
         shown[key] = entry
     return shown
@@ -324,7 +340,9 @@ class Customer(PersonAttributes):
     async def lineage(self, info: strawberry.Info) -> list[AttributeLineage]:
         if not info.context.allowed("Customer", "lineage", info.path):
             return []
-        return [AttributeLineage(row=r) for r in await info.context.loaders.lineage_of.load(self.row.id)]
+        # no row at all for an attribute hidden from the caller: a row exists only where a value does
+        return [AttributeLineage(row=r) for r in await info.context.loaders.lineage_of.load(self.row.id)
+                if not hidden_attribute(info, r.field)]
 
     @strawberry.field
     async def history(self, info: strawberry.Info, first: int = 50) -> list[CustomerEvent]:
@@ -449,19 +467,39 @@ class FieldError:
         return self.text
 
 
-@strawberry.type
+# what a caller who may read RegistrationResult.action only masked is told: its record's own fate
+_MASKED_ACTION = {RegistrationAction.CREATED: RegistrationAction.ACCEPTED,
+                  RegistrationAction.LINKED: RegistrationAction.ACCEPTED,
+                  RegistrationAction.QUEUED_FOR_REVIEW: RegistrationAction.ACCEPTED,
+                  RegistrationAction.UPDATED: RegistrationAction.ACCEPTED}
+
+
+@strawberry.type(description="What became of one registered record. What it linked to (action LINKED or "
+                             "QUEUED_FOR_REVIEW, matchProbability, customer) is told only as the policy allows: "
+                             "by default a source system learns ACCEPTED, UNCHANGED or REJECTED.")
 class RegistrationResult:
     key: str
-    action: RegistrationAction
+    outcome: strawberry.Private[RegistrationAction]
     customer_id: strawberry.Private[int | None]
-    match_probability: float | None
+    probability: strawberry.Private[float | None]
     errors: list[FieldError]
+
+    @strawberry.field
+    def action(self, info: strawberry.Info) -> RegistrationAction:
+        access = info.context.access("RegistrationResult", "action")
+        if access is Access.MASK:
+            return _MASKED_ACTION.get(self.outcome, self.outcome)
+        return _required(info, "RegistrationResult", "action", self.outcome)
+
+    @strawberry.field
+    def match_probability(self, info: strawberry.Info) -> float | None:
+        return _readable(info, "RegistrationResult", "matchProbability", self.probability)
 
     @strawberry.field(description="The golden record the source record now belongs to; null when REJECTED.")
     def customer(self, info: strawberry.Info) -> Customer | None:
         # a plain resolver: a batch of 5000 results asking only for the id needs no read and no
         # coroutine per result; otherwise it hands graphql-core an awaitable that reads the record
-        if self.customer_id is None:
+        if not info.context.allowed("RegistrationResult", "customer", info.path) or self.customer_id is None:
             return None
         if _asks_only_id(info):
             return Customer(row=SimpleNamespace(id=self.customer_id))  # the id is known: no read needed

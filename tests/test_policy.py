@@ -12,6 +12,7 @@ from hub.config import Settings
 from hub.db import Database
 from hub.errors import BadInput
 from hub.models import Event
+from hub.access.policy import _changed, _columns
 from hub.access.policy import POLICY_CHANGED, REVISION, RULE, add_row, current_revision, list_rows, remove_row
 from schema.app import build_services
 from schema.context import UNAVAILABLE
@@ -25,13 +26,10 @@ async def restore_default_policy(db: Database) -> None:
     """Put the stored policy back to the default rows (the PostgreSQL test database outlives a test)."""
     defaults = default_policy_rows()
     async with db.write() as session:
-        stored = await list_rows(session=session)
-        for row in defaults:
-            if row not in stored:
-                await add_row(session=session, row=row, actor="test")
-        for row in stored:
-            if row not in defaults:
-                await remove_row(session=session, row=row, actor="test")
+        if await list_rows(session=session) != defaults:  # in the default order too (ids give the order)
+            await session.execute(delete(RULE))
+            await session.execute(insert(RULE), [_columns(row) for row in defaults])
+            await _changed(session, "test", restored=("default policy",))
 
 
 @pytest.fixture

@@ -57,3 +57,43 @@ async def test_find_with_a_bad_value_is_bad_input(admin):
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
     _, errors = await admin.errors(FIND, a={})
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_find_by_given_and_family_name_alone_ranks_the_named_person_first_as_reader(admin, client, db):
+    await add_system(admin)
+    await register(admin, "crm",
+                   rec("K1", givenName="Ahmed", familyName="Khan", email="ahmed.khan@x.org", dateOfBirth="1980-02-03"),
+                   rec("K2", givenName="Amina", familyName="Khan", email="amina@x.org", dateOfBirth="1982-04-05"),
+                   rec("K3", givenName="Ahmed", familyName="Malik", email="malik@x.org", dateOfBirth="1979-01-01"),
+                   rec("K4", givenName="Jane", familyName="Doe", email="jane@x.org"))
+    reader = Gql(client, await mint(db, "reader"))
+    matches = (await reader(FIND, a={"givenName": "ahmed", "familyName": "KHAN"}))["findCustomers"]
+    assert matches, "a name alone finds the people of that name"
+    assert matches[0]["customer"]["email"] == "ahmed.khan@x.org"
+    assert [m["matchProbability"] for m in matches] == sorted((m["matchProbability"] for m in matches), reverse=True)
+    assert {m["customer"]["email"] for m in matches} <= {"ahmed.khan@x.org", "amina@x.org"}
+
+
+async def test_find_by_name_alone_reads_through_the_name_index(admin, db):
+    """The lookup is an index search: the query plan names ix_source_record_family_given, no full scan."""
+    from sqlalchemy import select, text
+
+    from hub.models import SourceRecord
+
+    sr = SourceRecord.__table__
+    stmt = select(sr.c.id).where(sr.c.family_name == "Khan", sr.c.given_name == "Ahmed").limit(200)
+    async with db.session() as session:
+        if db.sqlite:
+            compiled = stmt.compile(compile_kwargs={"literal_binds": True})
+            plan = " ".join(str(r[-1]) for r in await session.execute(text(f"EXPLAIN QUERY PLAN {compiled}")))
+        else:
+            await session.execute(text("SET LOCAL enable_seqscan = off"))  # an empty table: ask for the index
+            compiled = stmt.compile(dialect=session.bind.dialect, compile_kwargs={"literal_binds": True})
+            plan = " ".join(r[0] for r in await session.execute(text(f"EXPLAIN {compiled}")))
+    assert "ix_source_record_family_given" in plan, plan
+
+
+async def test_find_by_given_name_alone_is_bad_input_that_says_what_to_add(admin):
+    await _people(admin)
+    _, errors = await admin.errors(FIND, a={"givenName": "Anna"})
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT" and "family name" in errors[0]["message"]

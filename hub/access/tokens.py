@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from authz import Authorizer
+from hub.access.policy import list_rows
 from hub.db import Reads
 from hub.errors import BadInput
 from hub.models import ApiToken, SourceSystem, utcnow
@@ -33,13 +35,23 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_token(*, session: AsyncSession, subject: str, role: str, system: str | None = None) -> str:
-    """Mint a token for a subject and role; return it (it is not stored)."""
+async def create_token(*, session: AsyncSession, subject: str, role: str, system: str | None = None,
+                       authorizer: Authorizer | None = None) -> str:
+    """Mint a token for a subject and role; return it (it is not stored).
+
+    A role the policy binds to one system (`Authorizer.system_bound`: it may register records, and not
+    for every system) gets a token only with a system. `authorizer` holds the policy to decide by;
+    by default the stored one.
+    """
     subject, role = subject.strip(), role.strip()
     if not subject or not role:
         raise BadInput("subject and role must not be empty")
-    if role == "source" and not system:
-        raise BadInput("a source token needs --system: the system it registers for")
+    if not system:
+        if authorizer is None:
+            authorizer = Authorizer(await list_rows(session=session) or None)
+        if authorizer.system_bound(role):
+            raise BadInput(f"role {role!r} may register records, so its token needs --system: the one system "
+                           "it registers for")
     if system and await session.get(SourceSystem, system) is None:
         raise BadInput(f"unknown source system {system!r}; register it first")
     token = PREFIX + secrets.token_urlsafe(32)

@@ -18,6 +18,8 @@ class SourceRecord(PersonColumns, table=True):
         sa.Index("ix_source_record_system_id", "system", "id"),
         sa.Index("ix_source_record_email_dob", "email", "date_of_birth"),
         sa.Index("ix_source_record_national_id", "national_id"),
+        # name-only search (findCustomers by given and family name): standardised names, indexed lookups
+        sa.Index("ix_source_record_family_given", "family_name", "given_name"),
     )
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)

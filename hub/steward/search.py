@@ -26,6 +26,33 @@ class Match:
     explanation: list  # [(comparison, level, match_weight)]
 
 
+# records read per name probe: a name alone is weak evidence, so the model ranks a bounded set of the
+# records that carry it (index range scans on ix_source_record_family_given, never a table scan)
+NAME_CANDIDATES = 200
+
+
+async def name_candidates(session, values: Mapping[str, Any]) -> list[int]:
+    """Ids of stored records with the standardised family name (and given name) searched for.
+
+    The blocking keys never pair a name with nothing else (a name alone is shared by too many people to
+    block on), so a search by name alone needs this lookup: the same given and family name first (also
+    swapped), then others of the family name, at most NAME_CANDIDATES of each.
+    """
+    family, given = values.get("family_name"), values.get("given_name")
+    if not family:
+        return []
+    probes = [select(SR.c.id).where(SR.c.family_name == family, SR.c.given_name == given).limit(NAME_CANDIDATES)
+              ] if given else []
+    if given and given != family:
+        probes.append(select(SR.c.id).where(SR.c.family_name == given, SR.c.given_name == family)
+                      .limit(NAME_CANDIDATES))
+    probes.append(select(SR.c.id).where(SR.c.family_name == family).limit(NAME_CANDIDATES))
+    ids: dict[int, None] = {}
+    for probe in probes:
+        ids |= dict.fromkeys((await session.execute(probe)).scalars())
+    return list(ids)
+
+
 async def find_customers(*, session, attributes: Mapping[str, Any], settings: Settings, scorer, first: int = 10,
                          minimum: float = 0.0) -> list[Match]:
     """Rank live golden records by how likely they describe the person in `attributes` (API names)."""
@@ -38,10 +65,17 @@ async def find_customers(*, session, attributes: Mapping[str, Any], settings: Se
         raise BadInput("give at least one attribute to search by")
     planner = Planner(settings.exact_rules, settings.link_threshold, settings.review_threshold, scorer)
     probe = planner.profile(std.values)
+    if scorer is not None and not probe.exact and not probe.blocking and not std.values.get("family_name"):
+        # nothing to look candidates up by: say what would do, rather than answer an empty list
+        raise BadInput("these attributes alone cannot be looked up: give a family name (with the given name), "
+                       "or an email, phone or national id, or a name with a date of birth or postcode")
     conditions = [SR.c[rule[0]] == key[2] for key in probe.exact for rule in [settings.exact_rules[key[1]]]]
     shared = await candidate_keys(session, probe.blocking)
     if shared:
         conditions.append(id_condition(session, list(shared)))
+    named = await name_candidates(session, std.values)
+    if named:
+        conditions.append(id_condition(session, named))
     if not conditions:
         return []
     rows = (await session.execute(
