@@ -155,6 +155,13 @@ async def _receipt(info: strawberry.Info, customer_id: int) -> ErasureReceipt | 
     return ErasureReceipt(row=found.tombstone, task_rows=found.tasks, is_blocked=found.blocked, days=_days(info))
 
 
+def _task_id(value: str) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{value!r} is not an erasure task id") from None
+
+
 def _first(first: int) -> int:
     if not 1 <= first <= 1000:
         raise BadInput("first must be between 1 and 1000")
@@ -173,10 +180,9 @@ async def erasure_tasks(info: strawberry.Info, system: str, status: ErasureTaskS
     """A system's erasure tasks, oldest first (a source token: its own system only); `after` a task id."""
     check_system(info, system)
     async with info.context.db.session() as session:
-        rows = await list_tasks(session=session, system=system, open_only=status is ErasureTaskStatus.OPEN,
-                                first=_first(first), after=parse_id(after) if after else 0)
-    if status is ErasureTaskStatus.ACKNOWLEDGED:
-        rows = [r for r in rows if r.acknowledged_at is not None]
+        rows = await list_tasks(session=session, system=system,
+                                open_only=None if status is None else status is ErasureTaskStatus.OPEN,
+                                first=_first(first), after=_task_id(after) if after else 0)
     return [ErasureTask(row=r, days=_days(info)) for r in rows]
 
 
@@ -219,15 +225,12 @@ async def lift_erasure_block(info: strawberry.Info, id: strawberry.ID, note: str
 async def acknowledge_erasure_task(info: strawberry.Info, id: strawberry.ID, note: str | None = None) -> ErasureTask:
     """A source system confirms it erased the key (its own system's tasks only); the key is then forgotten."""
     ctx = info.context
-    try:
-        task_id = int(id)
-    except (TypeError, ValueError):
-        raise BadInput(f"{id!r} is not an erasure task id") from None
+    task_id = _task_id(id)
     async with ctx.db.write() as session:
         await acknowledge_task(session=session, task_id=task_id, system=ctx.principal.system,
                                actor=ctx.principal.subject, note=note)
     async with ctx.db.session() as session:
-        [row] = await list_tasks(session=session, system=None, open_only=False, first=1, after=task_id - 1)
+        [row] = await list_tasks(session=session, system=None, open_only=None, first=1, after=task_id - 1)
     return ErasureTask(row=row, days=_days(info))
 
 

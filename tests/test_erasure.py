@@ -244,3 +244,25 @@ async def test_erasure_tasks_reach_only_their_own_system_and_acknowledging_forge
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted((t["system"], t["key"]) for t in lines) == [("billing", "B-9"), ("shop", "S-3"),
                                                                ("support", "T-7")]
+
+
+async def test_retired_customer_can_be_erased_and_its_history_goes(admin, db):
+    await add_system(admin, "crm")
+    [r] = await register(admin, "crm", rec("Z-1", **ZEB))
+    await admin("""mutation { deleteSourceRecord(system: "crm", key: "Z-1") { id } }""")
+    assert "Dunmoreton" in "\n".join((await _dump(db)).values())  # retired: the history still holds it
+    receipt = (await admin(ERASE, id=r["customer"]["id"], note="request #11"))["eraseCustomer"]
+    assert (receipt["sourceRecordsErased"], receipt["tasks"]) == (0, [])
+    dumped = await _dump(db)
+    assert {table: _found(rows) for table, rows in dumped.items() if _found(rows)} == {}
+
+
+async def test_erasure_tasks_without_status_lists_open_and_acknowledged(admin, client, db):
+    ids = await _zebedee(admin)
+    await admin(ERASE, id=ids["zeb"], note="request #5")
+    [task] = (await admin(TASKS, s="crm"))["erasureTasks"]
+    await admin(ACK, id=task["id"])
+    everything = (await admin(TASKS, s="crm", st=None))["erasureTasks"]
+    assert [(t["id"], t["status"]) for t in everything] == [(task["id"], "ACKNOWLEDGED")]
+    _, errors = await admin.errors(ACK, id="nope")
+    assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"

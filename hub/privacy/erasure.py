@@ -415,13 +415,15 @@ async def lift_block(*, session: AsyncSession, customer_id: int, actor: str, not
     return target
 
 
-async def list_tasks(*, session, system: str | None, open_only: bool, first: int, after: int = 0) -> list[Any]:
-    """Erasure tasks, oldest first: one system's, or every system's (system None)."""
+async def list_tasks(*, session, system: str | None, open_only: bool | None, first: int,
+                     after: int = 0) -> list[Any]:
+    """Erasure tasks, oldest first: one system's, or every system's (system None); open, acknowledged or both
+    (open_only True, False, None)."""
     stmt = select(TASK).where(TASK.c.id > after)
     if system is not None:
         stmt = stmt.where(TASK.c.system == system)
-    if open_only:
-        stmt = stmt.where(TASK.c.acknowledged_at.is_(None))
+    if open_only is not None:
+        stmt = stmt.where(TASK.c.acknowledged_at.is_(None) if open_only else TASK.c.acknowledged_at.is_not(None))
     return list((await session.execute(stmt.order_by(TASK.c.id).limit(first))).all())
 
 
