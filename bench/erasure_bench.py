@@ -22,7 +22,7 @@ import statistics
 import time
 import uuid
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hub.config import Settings
@@ -69,7 +69,7 @@ def _fill_sql(sqlite: bool) -> list[str]:
 async def fill(db: Database, n: int) -> float:
     """Synthesise the bulk; return seconds."""
     started = time.perf_counter()
-    c = n // 3
+    c = (n + 2) // 3
     async with db.engine.begin() as conn:
         for name in SYSTEMS:
             await conn.execute(text("INSERT INTO source_system (name, date_order, trust, record_count, created_at) "
@@ -126,16 +126,28 @@ async def main() -> None:
     try:
         fill_s = await fill(db, args.records)
         people = [await person(db, settings, i) for i in range(args.erasures)]
-        timings = []
+        timings, statements = [], []
+
+        def before(conn, cursor, statement, parameters, context, executemany):
+            conn.info["started"] = time.perf_counter()
+
+        def after(conn, cursor, statement, parameters, context, executemany):
+            statements.append((round((time.perf_counter() - conn.info["started"]) * 1000, 2),
+                               " ".join(statement.split())[:90]))
+
+        event.listen(db.engine.sync_engine, "before_cursor_execute", before)
+        event.listen(db.engine.sync_engine, "after_cursor_execute", after)
         for cid in people:
+            statements.clear()
             started = time.perf_counter()
             async with db.write() as session:
                 await erase_customer(session=session, customer_id=cid, actor="bench", note="bench", settings=settings)
             timings.append(round((time.perf_counter() - started) * 1000, 1))
         print(json.dumps({"database": "sqlite" if args.sqlite else "postgresql", "records": args.records,
-                          "golden": args.records // 3, "blocking_keys": 2 * args.records, "fill_s": round(fill_s, 1),
+                          "golden": (args.records + 2) // 3, "blocking_keys": 2 * args.records, "fill_s": round(fill_s, 1),
                           "erasure_ms": timings, "median_ms": statistics.median(timings),
-                          "records_per_erasure": 10}))
+                          "records_per_erasure": 10, "statements_last": len(statements),
+                          "slowest_statements_last": sorted(statements, reverse=True)[:5]}))
     finally:
         await db.dispose()
         if not args.sqlite and not args.keep:
