@@ -266,3 +266,23 @@ async def test_erasure_tasks_without_status_lists_open_and_acknowledged(admin, c
     assert [(t["id"], t["status"]) for t in everything] == [(task["id"], "ACKNOWLEDGED")]
     _, errors = await admin.errors(ACK, id="nope")
     assert errors[0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_cli_erases_and_lifts_the_block(admin, db, hub_cli):
+    await add_system(admin, "crm")
+    [r] = await register(admin, "crm", rec("Z-1", **ZEB))
+    cid = r["customer"]["id"]
+    result = await hub_cli("erasure", "erase", cid, "--note", "request by letter")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.stdout)
+    assert (out["customerId"], out["sourceRecordsErased"], out["blocked"]) == (int(cid), 1, True)
+    assert [(t["system"], t["key"]) for t in out["tasks"]] == [("crm", "Z-1")]
+    assert _found(result.output) == []
+    [again] = await register(admin, "crm", rec("Z-1", **ZEB))
+    assert again["action"] == "ERASED"
+    lifted = await hub_cli("erasure", "lift", cid, "--note", "new contract")
+    assert lifted.exit_code == 0 and "lifted" in lifted.stderr
+    [back] = await register(admin, "crm", rec("Z-1", **ZEB))
+    assert back["action"] == "CREATED"
+    missing = await hub_cli("erasure", "lift", "424242", "--note", "x")
+    assert missing.exit_code != 0 and "no erasure" in missing.output
