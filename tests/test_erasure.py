@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.engine import make_url
 
+from hub.models import MatchModelVersion
 from tests.conftest import Gql, mint
 from tests.helpers import CUSTOMER, add_system, rec, register
 
@@ -98,8 +99,24 @@ def _found(haystack: str) -> list[str]:
     return [v for v in ERASED_VALUES if v.lower() in low]
 
 
+async def _trained_model(db) -> None:
+    """A stored model as `hub train` leaves it: term frequencies of every name, his among them."""
+    from hub.ops.training import default_model_json
+
+    model = default_model_json()
+    tf = model["term_frequencies"]
+    smallest = {c: min(tf[c].values()) for c in ("given", "family")}
+    tf["given"]["zebedee"] = 4 * smallest["given"]          # his four records
+    tf["family"]["quillfeather"] = 4 * smallest["family"]
+    tf["given"]["anna"] = 50 * smallest["given"]             # a name many share stays
+    async with db.write() as session:
+        await session.execute(MatchModelVersion.__table__.insert().values(
+            actor="trainer", records=1000, model=model, params={}))
+
+
 async def test_erasure_leaves_no_erased_value_in_any_table(admin, db):
     ids = await _zebedee(admin)
+    await _trained_model(db)
     anna_before = (await admin(CUSTOMER, id=ids["anna"]))["customer"]
     dumped = await _dump(db)
     assert {"source_record", "event", "lineage", "match_candidate", "blocking_key"} <= set(dumped)
@@ -117,6 +134,10 @@ async def test_erasure_leaves_no_erased_value_in_any_table(admin, db):
     leaks = {table: _found(rows) for table, rows in dumped.items() if _found(rows)}
     assert leaks == {}
     assert receipt["removed"]["relatedEvents"] >= 1  # Anna's history held his name
+    assert receipt["removed"]["matchModels"] == 1
+    async with db.session() as s:
+        [model] = (await s.execute(select(MatchModelVersion.model))).scalars().all()
+    assert "anna" in model["term_frequencies"]["given"] and "zebedee" not in model["term_frequencies"]["given"]
     # everybody else is untouched: Anna's golden record, her record, her history's own values
     anna_after = (await admin(CUSTOMER, id=ids["anna"]))["customer"]
     for key in ("givenName", "familyName", "email", "dateOfBirth", "addressLine1", "postcode", "lineage"):

@@ -36,15 +36,18 @@ from hub.golden.attributes import API_NAME, ATTRIBUTES, as_text
 from hub.ingest.erased import key_hash, rule_hashes
 from hub.models import (
     ACTIVE, ERASED, MERGED, RETIRED, BlockingKey, Customer, Erasure, ErasureBlock, ErasureTask, Event, Lineage,
-    MatchCandidate, SourceRecord, SourceSystem, StewardRule, utcnow,
+    MatchCandidate, MatchModelVersion, SourceRecord, SourceSystem, StewardRule, utcnow,
 )
 from hub.models.privacy import ERASURE, KEY_BLOCK, RULE_BLOCK
 from hub.privacy.keys import keyring
+from matching.features import features
+from matching.spec import TF_COLUMNS
 
 CUSTOMER, SR, LINEAGE, EVENT, MC, RULE, BK, SYSTEM = (
     Customer.__table__, SourceRecord.__table__, Lineage.__table__, Event.__table__, MatchCandidate.__table__,
     StewardRule.__table__, BlockingKey.__table__, SourceSystem.__table__)
-TOMBSTONE, BLOCK, TASK = Erasure.__table__, ErasureBlock.__table__, ErasureTask.__table__
+TOMBSTONE, BLOCK, TASK, MODEL = (Erasure.__table__, ErasureBlock.__table__, ErasureTask.__table__,
+                                 MatchModelVersion.__table__)
 ERASED_CHANGES = {"erased": True}
 # keys of event changes that name another golden record the person's records were with
 _RELATED_KEYS = ("from", "into", "merged", "unmerged", "unmerged_from", "split_from")
@@ -127,6 +130,50 @@ async def _erase_related_history(session: AsyncSession, scope: Scope) -> dict[st
     return {"relatedEvents": await scrub_history(session, scope.related, scope.values, keys)}
 
 
+def _model_without(model: dict, names: Mapping[str, Counter]) -> dict | None:
+    """A stored model's JSON without the term-frequency entries of these names, or None when it has none.
+
+    An entry goes when the name is as rare as the person's own occurrences make it (its frequency at most
+    theirs times the table's smallest): a name only they had. A common name is a statistic of many people
+    and stays; a missing entry only means no frequency adjustment for that name.
+    """
+    tables = model.get("term_frequencies") or {}
+    changed = {}
+    for column, counts in names.items():
+        table = tables.get(column) or {}
+        hits = [n for n in counts if n in table]
+        if not hits:
+            continue
+        smallest = min(table.values())
+        gone = {n for n in hits if table[n] <= smallest * counts[n] * (1 + 1e-9)}
+        if gone:
+            changed[column] = {k: v for k, v in table.items() if k not in gone}
+    if not changed:
+        return None
+    return {**model, "term_frequencies": {**tables, **changed}}
+
+
+async def _erase_model_statistics(session: AsyncSession, scope: Scope) -> dict[str, int]:
+    """The person's names in the term-frequency tables of stored match models (`hub train` keeps every name)."""
+    names: dict[str, Counter] = {column: Counter() for column in TF_COLUMNS}
+    for values in scope.standardised:
+        row = features({a: as_text(v) for a, v in values.items()})
+        for column in TF_COLUMNS:
+            if row.get(column):
+                names[column][row[column]] += 1
+    if not any(names.values()):
+        return {"matchModels": 0}
+    updates = []
+    for mid, model in await session.execute(select(MODEL.c.id, MODEL.c.model)):
+        edited = _model_without(model or {}, names)
+        if edited is not None:
+            updates.append({"_id": mid, "b_model": edited})
+    if updates:
+        await session.execute(update(MODEL).where(MODEL.c.id == bindparam("_id"))
+                              .values(model=bindparam("b_model")), updates)
+    return {"matchModels": len(updates)}
+
+
 async def _erase_golden(session: AsyncSession, scope: Scope) -> dict[str, int]:
     """The golden records: every personal column null; the roots ERASED, merged-away ids keep forwarding."""
     empty = {a: None for a in ATTRIBUTES}
@@ -149,6 +196,7 @@ ERASERS: list[Eraser] = [
     _erase_steward_rules,
     _erase_own_events,
     _erase_related_history,
+    _erase_model_statistics,
     _erase_golden,
 ]
 
