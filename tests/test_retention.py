@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 
+from sqlalchemy import select
+
+from hub.models import MatchModelVersion
+from hub.ops.training import default_model_json
 from tests.helpers import CUSTOMER, add_system, rec, register
 from tests.test_erasure import RECEIPT, _dump
 
@@ -13,8 +17,8 @@ PIA_CRM = dict(givenName="Pia", familyName="Lund", dateOfBirth="1990-05-05", ema
 PIA_EVENTS = dict(givenName="Pia", familyName="Lund", dateOfBirth="1990-05-05", email="pia.lund@x.org",
                   phone="+44 7700 900555", addressLine1="8 Heron Quay")
 # Quentin: only an expired record
-QUENTIN = dict(givenName="Quentin", familyName="Marsh", email="q.marsh@x.org", phone="+44 7700 900777")
-EXPIRED_VALUES = ["+447700900555", "+44 7700 900555", "8 Heron Quay", "Quentin", "Marsh", "q.marsh@x.org",
+QUENTIN = dict(givenName="Quentin", familyName="Quorndonvale", email="q.quorn@x.org", phone="+44 7700 900777")
+EXPIRED_VALUES = ["+447700900555", "+44 7700 900555", "8 Heron Quay", "Quentin", "Quorndonvale", "q.quorn@x.org",
                   "+447700900777", "+44 7700 900777"]
 
 
@@ -29,6 +33,12 @@ async def test_retention_run_removes_expired_records_recomputes_or_erases_and_bl
     assert pia_web["customer"]["id"] == pia["customer"]["id"]
     before = (await admin(CUSTOMER, id=pia["customer"]["id"]))["customer"]
     assert before["phone"] == "+447700900555"
+
+    model = default_model_json()
+    smallest = min(model["term_frequencies"]["given"].values())
+    model["term_frequencies"]["given"] |= {"quentin": smallest, "pia": smallest}
+    async with db.write() as session:
+        await session.execute(MatchModelVersion.__table__.insert().values(actor="t", records=4, model=model, params={}))
 
     result = await hub_cli("retention", "run")
     assert result.exit_code == 0, result.output
@@ -45,6 +55,11 @@ async def test_retention_run_removes_expired_records_recomputes_or_erases_and_bl
     dumped = "\n".join((await _dump(db)).values()).lower()
     assert [v for v in EXPIRED_VALUES if v.lower() in dumped] == []
     assert "pia.lund@x.org" in dumped and "rut@x.org" in dumped
+
+    async with db.session() as session:
+        [given] = [m["term_frequencies"]["given"] for m in (await session.execute(
+            select(MatchModelVersion.model))).scalars()]
+    assert "quentin" not in given and "pia" in given  # Pia's name is still held by her CRM record
 
     again = await hub_cli("retention", "run")
     assert json.loads(again.stdout.strip().splitlines()[-1])["records"] == 0

@@ -155,14 +155,27 @@ def _model_without(model: dict, names: Mapping[str, Counter]) -> dict | None:
 
 async def _erase_model_statistics(session: AsyncSession, scope: Scope) -> dict[str, int]:
     """The person's names in the term-frequency tables of stored match models (`hub train` keeps every name)."""
-    names: dict[str, Counter] = {column: Counter() for column in TF_COLUMNS}
-    for values in scope.standardised:
-        row = features({a: as_text(v) for a, v in values.items()})
-        for column in TF_COLUMNS:
-            if row.get(column):
-                names[column][row[column]] += 1
+    return {"matchModels": await forget_names(session, scope.standardised)}
+
+
+async def forget_names(session: AsyncSession, removed: Sequence[Mapping[str, Any]],
+                       kept: Sequence[Mapping[str, Any]] = ()) -> int:
+    """Take the names of these removed records (standardised values) out of stored models' term frequencies,
+    but not names the `kept` records still hold; return how many models changed."""
+    def names_of(records: Sequence[Mapping[str, Any]]) -> dict[str, Counter]:
+        out: dict[str, Counter] = {column: Counter() for column in TF_COLUMNS}
+        for values in records:
+            row = features({a: as_text(v) for a, v in values.items()})
+            for column in TF_COLUMNS:
+                if row.get(column):
+                    out[column][row[column]] += 1
+        return out
+
+    names, still = names_of(removed), names_of(kept)
+    names = {column: Counter({n: c for n, c in counts.items() if n not in still[column]})
+             for column, counts in names.items()}
     if not any(names.values()):
-        return {"matchModels": 0}
+        return 0
     updates = []
     for mid, model in await session.execute(select(MODEL.c.id, MODEL.c.model)):
         edited = _model_without(model or {}, names)
@@ -171,7 +184,7 @@ async def _erase_model_statistics(session: AsyncSession, scope: Scope) -> dict[s
     if updates:
         await session.execute(update(MODEL).where(MODEL.c.id == bindparam("_id"))
                               .values(model=bindparam("b_model")), updates)
-    return {"matchModels": len(updates)}
+    return len(updates)
 
 
 async def _erase_golden(session: AsyncSession, scope: Scope) -> dict[str, int]:
@@ -506,5 +519,5 @@ def task_due(created_at: dt.datetime, days: int) -> dt.datetime:
     return created_at + dt.timedelta(days=days)
 
 
-__all__ = ["ERASERS", "Eraser", "Receipt", "Scope", "acknowledge_task", "erase", "erase_customer", "gather",
+__all__ = ["ERASERS", "Eraser", "Receipt", "Scope", "acknowledge_task", "erase", "erase_customer", "forget_names", "gather",
            "is_erased", "lift_block", "list_tasks", "overdue_tasks", "receipt", "scrub_history", "task_due"]

@@ -29,7 +29,7 @@ from hub.golden.attributes import API_NAME, ATTRIBUTES
 from hub.golden.values import recompute
 from hub.models import ACTIVE, BlockingKey, Customer, SourceRecord, SourceSystem, utcnow
 from hub.models.privacy import RETENTION
-from hub.privacy.erasure import add_value, erase, scrub_history
+from hub.privacy.erasure import add_value, erase, forget_names, scrub_history
 
 SR, SYSTEM, BK, CUSTOMER = (SourceRecord.__table__, SourceSystem.__table__, BlockingKey.__table__,
                             Customer.__table__)
@@ -112,6 +112,10 @@ async def remove_records(session: AsyncSession, record_ids: list[int], *, settin
     await recompute(session, causes, actor=ACTOR, now=now, note=note)
     # the recompute's own event names the expired records: scrubbed with the rest of the history
     await scrub_history(session, keep, values, keys)
+    remaining = [dict(zip(ATTRIBUTES, row, strict=True)) for row in await session.execute(
+        select(*(SR.c[a] for a in ATTRIBUTES)).where(any_of(session, SR.c.customer_id, keep)))]
+    await forget_names(session, [{a: r._mapping[a] for a in ATTRIBUTES} for c in keep for r in by_customer[c]],
+                       remaining)
     report.recomputed += len(keep)
 
 
