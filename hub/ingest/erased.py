@@ -7,6 +7,7 @@ kept. The hashes are computed here for both sides, so the erasure and the regist
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -41,8 +42,6 @@ def text_in(session: AsyncSession, column, values: Sequence[str]) -> Any:
     """`column IN values` as a single parameter, however many values."""
     if session.bind.dialect.name == "postgresql":
         return column == func.any(literal(list(values), ARRAY(String)))
-    import json
-
     return column.in_(select(func.json_each(json.dumps(list(values))).table_valued("value").c.value)
                       .scalar_subquery())
 

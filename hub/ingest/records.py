@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from hub.golden.attributes import ATTRIBUTES
 from hub.ingest.blocking import candidate_keys, delete_keys, id_condition, replace_keys
 from hub.ingest.erased import any_blocks, blocked, record_hashes
+from hub.privacy.keys import keyring
 from hub.golden.candidates import queue_candidates
 from hub.config import Settings
 from hub.db import Database, any_of, bulk_insert, value_rows
@@ -187,8 +188,6 @@ async def register_records(*, session: AsyncSession, system: str, items: dict[st
 async def _refuse_erased(session: AsyncSession, system: str, items: dict[str, _Item], results: list,
                          settings: Settings) -> None:
     """Take out of the batch the records of erased people (their key or an exact-rule tuple is blocked)."""
-    from hub.privacy.keys import keyring
-
     ring = keyring(settings)
     hashes = {key: record_hashes(ring, settings, system, key, it.values) for key, it in items.items()}
     hit = await blocked(session, [h for hs in hashes.values() for h in hs])

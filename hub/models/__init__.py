@@ -10,6 +10,6 @@ from hub.models.systems import SourceSystem
 from hub.models.tokens import ApiToken
 from hub.models.types import utcnow
 
-__all__ = ["ACTIVE", "ERASED", "MANUAL_MERGE", "MERGED", "NOT_A_MATCH", "RETIRED", "SPLIT", "ApiToken", "BlockingKey",
-           "Customer", "Erasure", "ErasureBlock", "ErasureTask", "Event", "Lineage", "MatchCandidate", "MatchModelVersion", "SourceRecord", "SourceSystem",
-           "StewardRule", "utcnow"]
+__all__ = ["ACTIVE", "ERASED", "MANUAL_MERGE", "MERGED", "NOT_A_MATCH", "RETIRED", "SPLIT", "ApiToken",
+           "BlockingKey", "Customer", "Erasure", "ErasureBlock", "ErasureTask", "Event", "Lineage", "MatchCandidate",
+           "MatchModelVersion", "SourceRecord", "SourceSystem", "StewardRule", "utcnow"]
