@@ -40,10 +40,11 @@ async def test_retention_run_removes_expired_records_recomputes_or_erases_and_bl
     async with db.write() as session:
         await session.execute(MatchModelVersion.__table__.insert().values(actor="t", records=4, model=model, params={}))
 
-    result = await hub_cli("retention", "run")
+    result = await hub_cli("retention", "run", "--batch", "1")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert (report["records"], report["recomputed"], report["erased"], report["per_system"]) == (2, 1, 1, {"web": 2})
+    assert report["batches"] == 2
 
     after = (await admin(CUSTOMER, id=pia["customer"]["id"]))["customer"]
     assert after["phone"] is None and after["addressLine1"] is None and after["email"] == "pia.lund@x.org"

@@ -45,18 +45,29 @@ class RetentionReport:
     batches: int = 0
 
 
-async def expired(*, session, now: dt.datetime, limit: int, systems: list | None = None) -> list[tuple[int, str]]:
-    """Up to `limit` records past their system's retention period: (id, system)."""
-    rows = systems if systems is not None else (await session.execute(
-        select(SYSTEM.c.name, SYSTEM.c.retention_days).where(SYSTEM.c.retention_days.is_not(None)))).all()
+async def expired(*, session, now: dt.datetime, limit: int, systems: list,
+                  after: dict[str, int] | None = None) -> list[tuple[int, str]]:
+    """Up to `limit` records past their system's retention period, in id order: (id, system).
+
+    `after` (system -> last id seen) lets a run walk each system's records once instead of from the start
+    in every batch; systems walked to the end are dropped from it.
+    """
     out: list[tuple[int, str]] = []
-    for name, days in rows:
-        if len(out) >= limit:
-            break
+    for name, days in systems:
+        if len(out) >= limit or (after is not None and name not in after):
+            continue
         cutoff = now - dt.timedelta(days=days)
-        out += [(rid, name) for (rid,) in await session.execute(
-            select(SR.c.id).where(SR.c.system == name, SR.c.updated_at < cutoff).order_by(SR.c.id)
-            .limit(limit - len(out)))]
+        start = after.get(name, 0) if after is not None else 0
+        want = limit - len(out)
+        found = [(rid, name) for (rid,) in await session.execute(
+            select(SR.c.id).where(SR.c.system == name, SR.c.id > start, SR.c.updated_at < cutoff)
+            .order_by(SR.c.id).limit(want))]
+        out += found
+        if after is not None:
+            if len(found) < want:
+                after.pop(name)
+            else:
+                after[name] = found[-1][0]
     return out
 
 
@@ -129,9 +140,10 @@ async def run_retention(*, db: Database, settings: Settings, batch: int = 1000, 
                                          .where(SYSTEM.c.retention_days.is_not(None)))).all()
     if not systems:
         return report
-    while True:
+    after = {name: 0 for name, _ in systems}
+    while after:
         async with db.write() as session:
-            found = await expired(session=session, now=now, limit=batch, systems=systems)
+            found = await expired(session=session, now=now, limit=batch, systems=systems, after=after)
             if not found:
                 break
             note = "retention period of " + ", ".join(sorted({f"{s} ({d} days)" for s, d in systems
