@@ -307,3 +307,17 @@ async def test_cli_erases_and_lifts_the_block(admin, db, hub_cli):
     assert back["action"] == "CREATED"
     missing = await hub_cli("erasure", "lift", "424242", "--note", "x")
     assert missing.exit_code != 0 and "no erasure" in missing.output
+
+
+def test_block_hashes_are_the_key_rings_keyed_hashes_and_hold_no_value():
+    from hub.config import Settings
+    from hub.ingest.erased import key_hash, keyed, rule_hashes
+    from hub.privacy.keys import parse_keys
+    from tests.conftest import TEST_KEYS
+
+    ring = parse_keys(TEST_KEYS)
+    assert keyed(ring, "crm\x1fZ-1", "erasure-key") == ring.keyed_hash("crm\x1fZ-1", purpose="erasure-key")
+    assert key_hash(ring, "crm", "Z-1") != key_hash(ring, "crm2", "Z-1")
+    hashes = rule_hashes(ring, {"email": "zeb.quill@example.org", "national_id": "QQ123456C"},
+                         Settings().exact_rules)
+    assert len(hashes) == 1 and all(len(h) == 64 and "QQ123456C" not in h for h in hashes)
