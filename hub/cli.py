@@ -371,5 +371,102 @@ def reindex(batch: int) -> None:
     click.echo(json.dumps(dataclasses.asdict(result)))
 
 
+@main.group()
+def erasure() -> None:
+    """Right to erasure: erase a customer, list overdue erasure tasks, lift a block."""
+
+
+def _task_line(row, days: int) -> str:
+    from hub.privacy.erasure import task_due
+
+    return json.dumps({"id": row.id, "customerId": row.customer_id, "system": row.system, "key": row.key,
+                       "createdAt": row.created_at.isoformat(), "dueAt": task_due(row.created_at, days).isoformat()})
+
+
+@erasure.command("overdue")
+@click.option("--days", default=None, type=click.IntRange(0), help="Deadline in days (default HUB_ERASURE_TASK_DAYS).")
+@click.option("--limit", default=1000, show_default=True, type=click.IntRange(1))
+def erasure_overdue(days: int | None, limit: int) -> None:
+    """Print open erasure tasks past their deadline, oldest first, one JSON object a line."""
+    from hub.privacy.erasure import overdue_tasks
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    deadline = settings.erasure_task_days if days is None else days
+    rows = _run(_in_database(lambda session: overdue_tasks(session=session, days=deadline, first=limit),
+                             write=False))
+    for row in rows:
+        click.echo(_task_line(row, deadline))
+    click.echo(f"{len(rows)} overdue erasure task(s) (deadline {deadline} days)", err=True)
+
+
+@erasure.command("erase")
+@click.argument("customer_id", type=int)
+@click.option("--note", required=True, help="Why: the request this erasure answers.")
+@click.option("--actor", default="cli:erasure", show_default=True)
+def erasure_erase(customer_id: int, note: str, actor: str) -> None:
+    """Erase a customer (as the eraseCustomer mutation); print the receipt as JSON."""
+    from hub.privacy.erasure import erase_customer, receipt
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+
+    async def go():
+        async with _database() as db:
+            async with db.write() as session:
+                erased = await erase_customer(session=session, customer_id=customer_id, actor=actor, note=note,
+                                              settings=settings)
+            async with db.session() as session:
+                return await receipt(session=session, customer_id=erased)
+
+    found = _run(go())
+    t = found.tombstone
+    click.echo(json.dumps({"customerId": t.customer_id, "erasedAt": t.erased_at.isoformat(), "erasedBy": t.actor,
+                           "sourceRecordsErased": t.source_records, "mergedCustomerIds": t.merged_ids,
+                           "removed": t.counts, "blocked": found.blocked,
+                           "tasks": [{"id": r.id, "system": r.system, "key": r.key} for r in found.tasks]}))
+
+
+@erasure.command("lift")
+@click.argument("customer_id", type=int)
+@click.option("--note", required=True, help="Why the person may be registered again.")
+@click.option("--actor", default="cli:erasure", show_default=True)
+def erasure_lift(customer_id: int, note: str, actor: str) -> None:
+    """Lift the block of an erased customer: its records may be registered again."""
+    from hub.privacy.erasure import lift_block
+
+    upgrade(get_settings().database_url)
+    erased = _run(_in_database(lambda session: lift_block(session=session, customer_id=customer_id, actor=actor,
+                                                          note=note), write=True))
+    click.echo(f"erasure block of customer {erased} lifted", err=True)
+
+
+@main.group()
+def retention() -> None:
+    """Remove records past their source system's retention period."""
+
+
+@retention.command("run")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 20000),
+              help="Records per transaction.")
+def retention_run(batch: int) -> None:
+    """Remove every record past its system's retentionDays (golden records recomputed or erased); print counts."""
+    import dataclasses
+
+    from hub.privacy.retention import run_retention
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+
+    async def go():
+        async with _database_with_progress() as (db, bars):
+            return await run_retention(db=db, settings=settings, batch=batch, progress=bars)
+
+    report = _run(go())
+    click.echo(f"retention: {report.records} records removed, {report.recomputed} golden records recomputed, "
+               f"{report.erased} erased", err=True)
+    click.echo(json.dumps(dataclasses.asdict(report)))
+
+
 if __name__ == "__main__":
     main()

@@ -38,6 +38,8 @@ class Settings:
     # key material for personal data at rest (hub.privacy.keys): HUB_KEYS text, else the key file
     keys: str | None = field(default=None, repr=False)
     key_file: str = "./hub.keys"
+    # days a source system has to acknowledge an erasure task before it is listed as overdue
+    erasure_task_days: int = 30
 
 
 @lru_cache(maxsize=1)
@@ -55,4 +57,5 @@ def get_settings() -> Settings:
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
         keys=env.get("HUB_KEYS") or None,
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",
+        erasure_task_days=int(env.get("HUB_ERASURE_TASK_DAYS", "30")),
     )

@@ -44,6 +44,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA synchronous=NORMAL")
+    # deleted content is overwritten with zeros, not left in free pages: an erased person's values do not
+    # survive in the file (the write-ahead log holds them until the next checkpoint)
+    cur.execute("PRAGMA secure_delete=ON")
     cur.close()
 
 

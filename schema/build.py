@@ -12,7 +12,10 @@ from strawberry.extensions import (
 
 from hub.config import Settings, get_settings
 from schema.errors import HubMaskErrors
+from strawberry.tools import merge_types
+
 from schema.mutations import Mutation
+from schema.privacy import PrivacyMutation, PrivacyQuery
 from schema.queries import Query
 from schema.types import Customer, SourceRecord
 
@@ -41,8 +44,8 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return strawberry.Schema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, PrivacyQuery)),
+        mutation=merge_types("Mutation", (Mutation, PrivacyMutation)),
         types=[Customer, SourceRecord],
         extensions=[
             lambda: ParserCache(maxsize=512),

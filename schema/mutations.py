@@ -39,7 +39,8 @@ class Mutation:
         async with info.context.db.write() as session:
             row = await register_system(session=session, name=input.name, description=input.description,
                                         date_order=input.date_order.value, default_country=input.default_country,
-                                        trust=input.trust, actor=info.context.principal.subject)
+                                        trust=input.trust, actor=info.context.principal.subject,
+                                        retention_days=input.retention_days)
         return SourceSystem(row=row)
 
     @strawberry.field(description="Insert or update records of one system (1 to 5000 per call); "
@@ -59,7 +60,7 @@ class Mutation:
                                        settings=ctx.services.settings, scorer=ctx.services.scorer)
         return [RegistrationResult(key=r.key, outcome=RegistrationAction(r.action), customer_id=r.customer_id,
                                    probability=r.probability,
-                                   errors=[FieldError(field=e.field, message=e.message) for e in r.errors])
+                                   errors=[FieldError(field=e.field, message=e.message, code=e.code) for e in r.errors])
                 for r in results]
 
     @strawberry.field(description="The record leaves the hub; its golden record is recomputed, or retired "

@@ -54,6 +54,7 @@ class RegistrationAction(enum.Enum):
     ACCEPTED = strawberry.enum_value("ACCEPTED", description=(
         "Stored (new or changed): CREATED, LINKED, QUEUED_FOR_REVIEW or UPDATED as told to a caller whose "
         "policy hides what its record linked to (RegistrationResult.action read-masked)."))
+    ERASED = "ERASED"  # refused: the record or its person was erased (an admin may lift the block)
 
 
 @strawberry.enum
@@ -179,6 +180,11 @@ class SourceSystem:
     @strawberry.field
     def record_count(self, info: strawberry.Info) -> int:
         return _required(info, "SourceSystem", "recordCount", self.row.record_count)
+
+    @strawberry.field(description="Days the hub keeps a record not updated since (`hub retention run` removes "
+                                  "it after); null: kept until deleted.")
+    def retention_days(self, info: strawberry.Info) -> int | None:
+        return _readable(info, "SourceSystem", "retentionDays", self.row.retention_days)
 
 
 @strawberry.type
@@ -455,9 +461,11 @@ class MatchCandidate:
 class FieldError:
     field: str
     text: strawberry.Private[str]
+    code: str | None = strawberry.field(default=None, description="A machine-readable reason where there is "
+                                                                  "one: ERASED (the person was erased).")
 
-    def __init__(self, field: str, message: str) -> None:
-        self.field, self.text = field, message
+    def __init__(self, field: str, message: str, code: str | None = None) -> None:
+        self.field, self.text, self.code = field, message, code
 
     @strawberry.field(description="Why the value was refused; it quotes the value only to callers who may "
                                   "read that field of a source record.")
@@ -570,6 +578,8 @@ class SourceSystemInput:
     date_order: DateOrder = DateOrder.YMD
     default_country: str | None = None
     trust: int = 50
+    retention_days: int | None = strawberry.field(default=None, description=(
+        "Keep records not updated for this many days, then `hub retention run` removes them; null: keep."))
 
 
 @strawberry.input(description="Raw attributes as a source system holds them; the hub validates and standardises them.")

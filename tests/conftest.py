@@ -30,7 +30,7 @@ from schema.app import build_services, create_app
 TEST_KEYS = "hash aGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGg=;enc t1 ZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWU="
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 # every table but the policy's (seeded by its migration; tests that edit it restore it)
-TABLES = ("lineage", "event", "blocking_key", "match_candidate", "match_model", "steward_rule", "source_record",
+TABLES = ("erasure", "erasure_block", "erasure_task", "lineage", "event", "blocking_key", "match_candidate", "match_model", "steward_rule", "source_record",
           "customer", "api_token", "source_system")
 
 

@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from hub.golden.attributes import ATTRIBUTES
 from hub.ingest.blocking import candidate_keys, delete_keys, id_condition, replace_keys
+from hub.ingest.erased import any_blocks, blocked, record_hashes
+from hub.privacy.keys import keyring
 from hub.golden.candidates import queue_candidates
 from hub.config import Settings
 from hub.db import Database, any_of, bulk_insert, value_rows
@@ -26,7 +28,7 @@ from hub.golden.stewardship_rules import carry_overrides, follow_merges, has_rul
 from hub.golden.survivorship import Contribution, resolve_rules, survive
 from hub.ingest.systems import system_settings
 
-UNCHANGED, REJECTED = "UNCHANGED", "REJECTED"
+UNCHANGED, REJECTED, ERASED = "UNCHANGED", "REJECTED", "ERASED"
 SR = SourceRecord.__table__
 CUSTOMER = Customer.__table__
 EVENT = Event.__table__
@@ -159,6 +161,8 @@ async def register_records(*, session: AsyncSession, system: str, items: dict[st
     The caller holds the write transaction; nothing here commits.
     """
     src = await system_settings(session, system)
+    if items and await any_blocks(session):
+        await _refuse_erased(session, system, items, results, settings)
     if items:
         rows = await session.execute(_STORED, {"system": system, "keys": list(items)})
         for row in rows:
@@ -179,6 +183,20 @@ async def register_records(*, session: AsyncSession, system: str, items: dict[st
         if res.same_as is not None:
             res.customer_id = results[res.same_as].customer_id
     return results
+
+
+async def _refuse_erased(session: AsyncSession, system: str, items: dict[str, _Item], results: list,
+                         settings: Settings) -> None:
+    """Take out of the batch the records of erased people (their key or an exact-rule tuple is blocked)."""
+    ring = keyring(settings)
+    hashes = {key: record_hashes(ring, settings, system, key, it.values) for key, it in items.items()}
+    hit = await blocked(session, [h for hs in hashes.values() for h in hs])
+    for key, hs in hashes.items():
+        if hit.intersection(hs):
+            it = items.pop(key)
+            results[it.pos] = Result(key, ERASED, errors=[FieldError(
+                "key", "refused: this record or the person it describes was erased from the hub; "
+                       "an admin may lift the block (liftErasureBlock)", code=ERASED)])
 
 
 async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], actor: str, settings: Settings,
@@ -324,7 +342,7 @@ async def delete_record(*, session: AsyncSession, system: str, key: str, actor: 
     return row.customer_id if row.customer_id in alive else None
 
 
-__all__ = ["CREATED", "LINKED", "QUEUED", "REJECTED", "UNCHANGED", "UPDATED", "RecordInput", "Result",
+__all__ = ["CREATED", "ERASED", "LINKED", "QUEUED", "REJECTED", "UNCHANGED", "UPDATED", "RecordInput", "Result",
            "delete_record", "merge_into", "merge_writes", "register_batch", "register_records"]
 
 

@@ -74,6 +74,7 @@ class FieldError:
 
     field: str
     message: str
+    code: str | None = None  # a machine-readable reason where there is one (ERASED)
 
 
 @dataclass

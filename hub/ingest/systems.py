@@ -32,8 +32,9 @@ async def system_settings(conn, name: str) -> Any:
 
 
 async def register_system(*, session: AsyncSession, name: str, description: str | None, date_order: str,
-                          default_country: str | None, trust: int, actor: str) -> SourceSystem:
-    """Create a source system or update its settings."""
+                          default_country: str | None, trust: int, actor: str,
+                          retention_days: int | None = None) -> SourceSystem:
+    """Create a source system or update its settings (retention_days None: records are kept)."""
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise BadInput("name must be 1 to 100 characters")
@@ -41,6 +42,8 @@ async def register_system(*, session: AsyncSession, name: str, description: str 
         raise BadInput(f"dateOrder must be one of {', '.join(DATE_ORDERS)}")
     if not 0 <= trust <= 100:
         raise BadInput("trust must be between 0 and 100")
+    if retention_days is not None and not 1 <= retention_days <= 36_500:
+        raise BadInput("retentionDays must be between 1 and 36500 (or null: no retention period)")
     country = None
     if default_country:
         country = standardise({"country": default_country}, SystemProfile()).values.get("country")
@@ -53,8 +56,8 @@ async def register_system(*, session: AsyncSession, name: str, description: str 
         session.add(system)
     else:
         before = _settings(system)
-    system.description, system.date_order, system.default_country, system.trust = (
-        description, date_order, country, trust)
+    system.description, system.date_order, system.default_country, system.trust, system.retention_days = (
+        description, date_order, country, trust, retention_days)
     after = _settings(system)
     _cache.pop(name, None)
     if before != after:
@@ -66,7 +69,7 @@ async def register_system(*, session: AsyncSession, name: str, description: str 
 
 def _settings(s: SourceSystem) -> dict:
     return {"description": s.description, "dateOrder": s.date_order, "defaultCountry": s.default_country,
-            "trust": s.trust}
+            "trust": s.trust, "retentionDays": s.retention_days}
 
 
 async def get_system(*, session: AsyncSession, name: str) -> SourceSystem:

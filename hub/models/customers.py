@@ -9,6 +9,8 @@ from hub.models.person import PersonColumns
 from hub.models.types import BigId, UTCDateTime, utcnow
 
 ACTIVE, MERGED, RETIRED = "ACTIVE", "MERGED", "RETIRED"
+# erased (right to erasure or retention): personal columns null, a tombstone in `erasure`
+ERASED = "ERASED"
 
 
 class Customer(PersonColumns, table=True):

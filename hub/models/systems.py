@@ -18,4 +18,6 @@ class SourceSystem(SQLModel, table=True):
     trust: int = Field(default=50)
     # kept by registration and deletion in the same transaction, so reading it never counts rows
     record_count: int = Field(default=0)
+    # records not updated for this many days are removed by `hub retention run` (None: kept)
+    retention_days: int | None = Field(default=None)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

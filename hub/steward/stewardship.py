@@ -17,7 +17,7 @@ from hub.golden.attributes import API_NAME, STORAGE_NAME
 from hub.errors import BadInput, Conflict, NotFound
 from hub.golden.values import recompute, typed
 from hub.models import (
-    ACTIVE, MANUAL_MERGE, MERGED, NOT_A_MATCH, SPLIT, Customer, Event, MatchCandidate, SourceRecord, StewardRule,
+    ACTIVE, ERASED, MANUAL_MERGE, MERGED, NOT_A_MATCH, SPLIT, Customer, Event, MatchCandidate, SourceRecord, StewardRule,
     utcnow,
 )
 from hub.models.matching import ACCEPTED, PENDING, REJECTED
@@ -193,7 +193,17 @@ async def override_attribute(*, session: AsyncSession, customer_id: int, field: 
 
 
 async def customer_as_of(*, session: AsyncSession, customer_id: int, at: dt.datetime) -> Any | None:
-    """The golden record as it was at a moment: its values and version replayed from its events."""
+    """The golden record as it was at a moment: its values and version replayed from its events.
+
+    Nothing for an erased customer (nor for an id forwarding to one): its past is erased too.
+    """
+    state = (await session.execute(select(CUSTOMER.c.status, CUSTOMER.c.merged_into)
+                                   .where(CUSTOMER.c.id == customer_id))).first()
+    if state is not None and state.status == MERGED:
+        state = (await session.execute(select(CUSTOMER.c.status, CUSTOMER.c.merged_into)
+                                       .where(CUSTOMER.c.id == state.merged_into))).first()
+    if state is None or state.status == ERASED:
+        return None
     rows = (await session.execute(select(EVENT).where(EVENT.c.customer_id == customer_id, EVENT.c.at <= at)
                                   .order_by(EVENT.c.id))).all()
     if not rows:
