@@ -1,4 +1,4 @@
-"""The `hub` command: serve, migrate, token, policy, load."""
+"""The `hub` command: serve, migrate, token, policy, load, train, rematch, reindex, bench."""
 from __future__ import annotations
 
 import asyncio
@@ -370,6 +370,10 @@ def reindex(batch: int) -> None:
                f"changed, keys {result.keys_before} -> {result.keys_after}", err=True)
     click.echo(json.dumps(dataclasses.asdict(result)))
 
+
+from hub.bench.cli import bench  # noqa: E402  (the `hub bench` group lives with its capability)
+
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,75 @@
+"""Sizing: fit how each figure grows with the number of records (y = a * n^b, least squares in log-log)
+over runs at two or more sizes, and project it to a size the user names."""
+from __future__ import annotations
+
+import math
+
+# figure name -> (unit, how to read it from a result)
+FIGURES = {
+    "bulk load rate": ("records/s", lambda r: (r.get("load") or {}).get("records_per_s")),
+    "one-record registration p50": ("ms", lambda r: (r.get("register_one_ms") or {}).get("p50")),
+    "one-record registration p99": ("ms", lambda r: (r.get("register_one_ms") or {}).get("p99")),
+    "golden-record read p50": ("ms", lambda r: (r.get("read_ms") or {}).get("p50")),
+    "golden-record read p99": ("ms", lambda r: (r.get("read_ms") or {}).get("p99")),
+    "search p50": ("ms", lambda r: (r.get("search_ms") or {}).get("p50")),
+    "search p99": ("ms", lambda r: (r.get("search_ms") or {}).get("p99")),
+    "steward decision p50": ("ms", lambda r: ((r.get("steward") or {}).get("decision_ms") or {}).get("p50")),
+    "review queue": ("candidates", lambda r: (r.get("queue") or {}).get("pending")),
+    "database size": ("MB", lambda r: r["database_bytes"] / 1e6 if r.get("database_bytes") else None),
+    "server peak memory": ("MB", lambda r: r.get("server_peak_memory_mb")),
+    "pairwise F1": ("", lambda r: ((r.get("quality") or {}).get("pairwise") or {}).get("f1")),
+}
+
+
+def power_fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """(a, b) of y = a * x^b by least squares on logs; None without two positive points."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
+    if len(pts) < 2 or len({p[0] for p in pts}) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    b = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _y in pts)
+    return math.exp(my - b * mx), b
+
+
+def fit(results: list[dict], project: int | None) -> dict:
+    """The sizing section: per figure its measured values, exponent b and the projection to `project`
+    records; plus the load time projected by integrating the fitted rate, and the assumptions."""
+    results = sorted(results, key=lambda r: r["data"]["records"])
+    runs = [r["data"]["records"] for r in results]
+    target = project or runs[-1]
+    figures = {}
+    for name, (unit, get) in FIGURES.items():
+        values = [get(r) for r in results]
+        if all(v is None for v in values):
+            continue
+        f = {"unit": unit, "values": [None if v is None else round(float(v), 4) for v in values]}
+        ab = power_fit(runs, values)
+        if ab:
+            a, b = ab
+            f["exponent"] = round(b, 3)
+            if name != "pairwise F1":                      # quality is not extrapolated
+                f["projected"] = round(a * target ** b, 3)
+        figures[name] = f
+    load = power_fit(runs, [(r.get("load") or {}).get("records_per_s") for r in results])
+    if load and load[1] < 1:
+        a, b = load
+        hours = target ** (1 - b) / (a * (1 - b)) / 3600          # integral of dn / rate(n) from 0 to target
+        figures["bulk load time"] = {"unit": "hours", "values": [
+            round((r.get("load") or {}).get("seconds", 0) / 3600, 4) for r in results], "projected": round(hours, 2)}
+    env = results[-1].get("environment") or {}
+    assumptions = [
+        f"Measured on {env.get('cores')} cores and {env.get('memory_gb')} GB memory, database "
+        f"{env.get('database', '?')}, hub serve --workers {env.get('workers', 1)}, Python {env.get('python')}.",
+        f"Fitted y = a * records^b over {len(runs)} runs of {', '.join(f'{n:,}' for n in runs)} records; "
+        f"the projection to {target:,} records extrapolates {target / runs[-1]:,.0f}x beyond the largest run: "
+        "read it as an order of magnitude, and measure at the largest size you can.",
+        "Bulk load: batches of %s records, %s in flight; load time projected by integrating the fitted rate."
+        % ((results[-1].get("load") or {}).get("batch"), (results[-1].get("load") or {}).get("concurrency")),
+        "SQLite allows one writer and one worker; PostgreSQL with more workers and memory for its indexes "
+        "(shared_buffers and the page cache holding the blocking-key index) is the deployment for millions.",
+    ]
+    pg = env.get("postgresql")
+    if pg:
+        assumptions.append("PostgreSQL settings: " + ", ".join(f"{k} {v}" for k, v in pg.items()) + ".")
+    return {"runs": runs, "project": target, "figures": figures, "assumptions": assumptions}
