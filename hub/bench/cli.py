@@ -235,7 +235,11 @@ def report(results, baseline_path, project, html_path, json_path) -> None:
         _write_json(json_path, {**loaded[-1], "sizing": sizing})
     if sizing:
         for name, f in sizing["figures"].items():
-            click.echo(f"{name}: b = {f.get('exponent')}, projected {f.get('projected')} {f.get('unit', '')}")
+            growth = (f"b = {f['exponent']}" if f.get("exponent") is not None
+                      else f"+{f['per_million_records']} {f['unit']} per 1M records"
+                      if f.get("per_million_records") is not None else "measured")
+            projected = f"projected {f['projected']:,} {f['unit']}" if f.get("projected") is not None else "not projected"
+            click.echo(f"{name}: {f['values']} {f['unit']}; {growth}; {projected}")
     _say(f"wrote {html_path}")
 
 

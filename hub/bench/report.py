@@ -191,7 +191,8 @@ def speed_rows(result: dict) -> list[list]:
     st = result.get("steward") or {}
     d = st.get("decision_ms") or {}
     rows.append(["steward decision (ms)", f"p50 {_g(d, 'p50')} · p90 {_g(d, 'p90')} · p99 {_g(d, 'p99')}",
-                 f"{_g(st, 'resolved')} resolved {_g(st, 'decisions')}"])
+                 f"{_g(st, 'resolved')} resolved: "
+                 + ", ".join(f"{v} {k}" for k, v in (st.get("decisions") or {}).items())])
     q = result.get("queue") or {}
     rows.append(["review queue after load", _g(q, "pending"), f"{_g(q, 'true_matches')} of them the same person"])
     s = result.get("search") or {}
@@ -261,11 +262,13 @@ def sizing_section(sizing: dict | None) -> str:
     if not sizing or not sizing.get("figures"):
         return ""
     runs = sizing["runs"]
-    head = ["figure", *[f"{r:,} records" for r in runs], "grows as records^b", f"projected at {sizing['project']:,}"]
+    head = ["figure", *[f"{r:,} records" for r in runs], "growth", f"projected at {sizing['project']:,}"]
     rows = []
     for name, f in sizing["figures"].items():
         rows.append([name, *[("–" if v is None else f"{v:,.4g}") for v in f["values"]],
-                     "–" if f.get("exponent") is None else f"b = {f['exponent']:.2f}",
+                     (f"b = {f['exponent']:.2f}" if f.get("exponent") is not None else
+                      f"+{f['per_million_records']:,.4g} per 1M records" if f.get("per_million_records") is not None
+                      else "–"),
                      "–" if f.get("projected") is None else f"{f['projected']:,.4g} {f.get('unit', '')}"])
     charts_html = []
     for name, f in sizing["figures"].items():

@@ -360,13 +360,23 @@ class EmbeddedHub:
             return f.read()[-800:]
 
     def peak_memory_mb(self) -> float | None:
-        """Peak resident memory of the server process (Linux), in MB."""
-        with contextlib.suppress(OSError):
-            with open(f"/proc/{self.proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        return round(int(line.split()[1]) / 1024, 1)
-        return None
+        """Peak resident memory of the server and its worker processes (Linux, summed), in MB."""
+        def children(pid: int) -> list[int]:
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/task/{pid}/children") as f:
+                    return [int(c) for c in f.read().split()]
+            return []
+
+        total, todo = 0, [self.proc.pid]
+        while todo:
+            pid = todo.pop()
+            todo += children(pid)
+            with contextlib.suppress(OSError):
+                with open(f"/proc/{pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmHWM:"):
+                            total += int(line.split()[1])
+        return round(total / 1024, 1) if total else None
 
     def database_bytes(self) -> int | None:
         if self.database_url.startswith("sqlite"):

@@ -1,9 +1,14 @@
-"""Sizing: fit how each figure grows with the number of records (y = a * n^b, least squares in log-log)
-over runs at two or more sizes, and project it to a size the user names."""
+"""Sizing: fit how each figure grows with the number of records over runs at two or more sizes, and
+project it to a size the user names.
+
+Quantities that add up with the data (database size, review queue) are fitted as
+y = c + k * n (a fixed part plus a cost per record); rates and latencies as y = a * n^b (least
+squares in log-log), whose exponent b says how they grow: b = 0 flat, b = 0.5 like a square root."""
 from __future__ import annotations
 
 import math
 
+AFFINE = {"review queue", "database size"}
 # figure name -> (unit, how to read it from a result)
 FIGURES = {
     "bulk load rate": ("records/s", lambda r: (r.get("load") or {}).get("records_per_s")),
@@ -32,6 +37,17 @@ def power_fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
     return math.exp(my - b * mx), b
 
 
+def affine_fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
+    """(c, k) of y = c + k * x by least squares; None without two points."""
+    pts = [(float(x), float(y)) for x, y in zip(xs, ys) if y is not None]
+    if len(pts) < 2 or len({p[0] for p in pts}) < 2:
+        return None
+    mx = sum(p[0] for p in pts) / len(pts)
+    my = sum(p[1] for p in pts) / len(pts)
+    k = sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _y in pts)
+    return my - k * mx, k
+
+
 def fit(results: list[dict], project: int | None) -> dict:
     """The sizing section: per figure its measured values, exponent b and the projection to `project`
     records; plus the load time projected by integrating the fitted rate, and the assumptions."""
@@ -44,12 +60,21 @@ def fit(results: list[dict], project: int | None) -> dict:
         if all(v is None for v in values):
             continue
         f = {"unit": unit, "values": [None if v is None else round(float(v), 4) for v in values]}
-        ab = power_fit(runs, values)
-        if ab:
-            a, b = ab
-            f["exponent"] = round(b, 3)
-            if name != "pairwise F1":                      # quality is not extrapolated
-                f["projected"] = round(a * target ** b, 3)
+        if name in AFFINE:
+            ck = affine_fit(runs, values)
+            if ck:
+                c, k = ck
+                f["model"] = "c + k * records"
+                f["per_million_records"] = round(k * 1e6, 3)
+                f["projected"] = round(max(0.0, c + k * target), 3)
+        else:
+            ab = power_fit(runs, values)
+            if ab:
+                a, b = ab
+                f["model"] = "a * records^b"
+                f["exponent"] = round(b, 3)
+                if name != "pairwise F1":                      # quality is not extrapolated
+                    f["projected"] = round(a * target ** b, 3)
         figures[name] = f
     load = power_fit(runs, [(r.get("load") or {}).get("records_per_s") for r in results])
     if load and load[1] < 1:
@@ -61,11 +86,13 @@ def fit(results: list[dict], project: int | None) -> dict:
     assumptions = [
         f"Measured on {env.get('cores')} cores and {env.get('memory_gb')} GB memory, database "
         f"{env.get('database', '?')}, hub serve --workers {env.get('workers', 1)}, Python {env.get('python')}.",
-        f"Fitted y = a * records^b over {len(runs)} runs of {', '.join(f'{n:,}' for n in runs)} records; "
+        f"Rates and latencies fitted as a * records^b, sizes as c + k * records, over {len(runs)} runs of {', '.join(f'{n:,}' for n in runs)} records; "
         f"the projection to {target:,} records extrapolates {target / runs[-1]:,.0f}x beyond the largest run: "
         "read it as an order of magnitude, and measure at the largest size you can.",
         "Bulk load: batches of %s records, %s in flight; load time projected by integrating the fitted rate."
         % ((results[-1].get("load") or {}).get("batch"), (results[-1].get("load") or {}).get("concurrency")),
+        "Latencies on a busy or shared machine are noisy: trust p50 over p99, and an exponent only when "
+        "the runs span a factor of 10 or more.",
         "SQLite allows one writer and one worker; PostgreSQL with more workers and memory for its indexes "
         "(shared_buffers and the page cache holding the blocking-key index) is the deployment for millions.",
     ]
