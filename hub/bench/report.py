@@ -269,7 +269,8 @@ def sizing_section(sizing: dict | None) -> str:
                      (f"b = {f['exponent']:.2f}" if f.get("exponent") is not None else
                       f"+{f['per_million_records']:,.4g} per 1M records" if f.get("per_million_records") is not None
                       else "–"),
-                     "–" if f.get("projected") is None else f"{f['projected']:,.4g} {f.get('unit', '')}"])
+                     "–" if f.get("projected") is None else f"{f['projected']:,.4g} {f.get('unit', '')}"
+                     + (" (clamped)" if f.get("clamped") else "")])
     charts_html = []
     for name, f in sizing["figures"].items():
         pts = [(float(n), float(v)) for n, v in zip(runs, f["values"]) if v is not None]

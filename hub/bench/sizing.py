@@ -48,6 +48,20 @@ def affine_fit(xs: list[float], ys: list[float]) -> tuple[float, float] | None:
     return my - k * mx, k
 
 
+def _last(runs: list[int], values: list) -> tuple[int, float]:
+    return [(n, float(v)) for n, v in zip(runs, values) if v is not None][-1]
+
+
+def _project(name: str, unit: str, a: float, b: float, runs: list[int], values: list, target: int) -> float:
+    """a * target^b, except that a latency is never projected to fall, nor a rate to rise, with more
+    records (on small, noisy runs the fit can slope the wrong way): then the largest run's value."""
+    n, last = _last(runs, values)
+    projected = a * target ** b
+    if target >= n and ((unit == "ms" and b < 0) or (unit == "records/s" and b > 0)):
+        return last
+    return projected
+
+
 def fit(results: list[dict], project: int | None) -> dict:
     """The sizing section: per figure its measured values, exponent b and the projection to `project`
     records; plus the load time projected by integrating the fitted rate, and the assumptions."""
@@ -74,11 +88,16 @@ def fit(results: list[dict], project: int | None) -> dict:
                 f["model"] = "a * records^b"
                 f["exponent"] = round(b, 3)
                 if name != "pairwise F1":                      # quality is not extrapolated
-                    f["projected"] = round(a * target ** b, 3)
+                    f["projected"] = round(_project(name, unit, a, b, runs, values, target), 3)
+                    if f["projected"] == round(_last(runs, values)[1], 3) and target > runs[-1]:
+                        f["clamped"] = True
         figures[name] = f
-    load = power_fit(runs, [(r.get("load") or {}).get("records_per_s") for r in results])
+    rates = [(r.get("load") or {}).get("records_per_s") for r in results]
+    load = power_fit(runs, rates)
     if load and load[1] < 1:
         a, b = load
+        if b > 0:                                                 # a rate rising with size is noise: flat
+            a, b = _last(runs, rates)[1], 0.0
         hours = target ** (1 - b) / (a * (1 - b)) / 3600          # integral of dn / rate(n) from 0 to target
         figures["bulk load time"] = {"unit": "hours", "values": [
             round((r.get("load") or {}).get("seconds", 0) / 3600, 4) for r in results], "projected": round(hours, 2)}
@@ -92,7 +111,8 @@ def fit(results: list[dict], project: int | None) -> dict:
         "Bulk load: batches of %s records, %s in flight; load time projected by integrating the fitted rate."
         % ((results[-1].get("load") or {}).get("batch"), (results[-1].get("load") or {}).get("concurrency")),
         "Latencies on a busy or shared machine are noisy: trust p50 over p99, and an exponent only when "
-        "the runs span a factor of 10 or more.",
+        "the runs span a factor of 10 or more. A latency whose fit falls with size, or a rate whose fit "
+        "rises, is projected flat at the largest run's value (marked as clamped).",
         "SQLite allows one writer and one worker; PostgreSQL with more workers and memory for its indexes "
         "(shared_buffers and the page cache holding the blocking-key index) is the deployment for millions.",
     ]
