@@ -91,12 +91,16 @@ def test_generator_makes_households_twins_nicknames_marriages_and_shared_emails(
             if a.get("postcode") and a.get("familyName"):
                 homes[(household[e], a["postcode"], a["familyName"].lower())].add(e)
     assert any(len(people) >= 2 for people in homes.values())
-    # twins: two people of one household with the same birth date (crm writes ISO dates)
+    # twins: two people of one household with the same birth date (read in each system's date order)
+    from hub.ingest.standardise import SystemProfile, standardise
+
+    orders = {s["name"]: SystemProfile(date_order=s["dateOrder"]) for s in read_systems(folder)}
     born = collections.defaultdict(set)
     for e, recs in by_entity.items():
         for s, a in recs:
-            if s == "crm" and a.get("dateOfBirth"):
-                born[(household[e], a["dateOfBirth"])].add(e)
+            dob = standardise({"dateOfBirth": a.get("dateOfBirth")}, orders[s]).values.get("date_of_birth")
+            if dob:
+                born[(household[e], dob)].add(e)
     assert any(len(people) >= 2 for people in born.values())
     # nicknames: one person's records carry a name and one of its nicknames
     def has_nickname(recs):

@@ -499,16 +499,17 @@ class Generator:
             nid = nid.replace("-", " ")
         a["nationalId"] = nid
         out = {}
+        allowed = self.attributes
         for name in ATTRIBUTES:
             value = a.get(name)
-            if value is None or name not in self.attributes:
+            if value is None or name not in allowed:
                 continue
             chance = keep.get(name)
             if chance is not None and (chance == 0.0 or r.random() >= chance):
                 continue
-            if r.random() < EMPTY:
-                value = ""
             out[name] = value
+        if out and r.random() < EMPTY * len(out):           # one value arrives as an empty string
+            out[_choice(r, list(out))] = ""
         return out, updated
 
     def key(self, system: System) -> str:
@@ -531,7 +532,7 @@ def write(out: str, people: int, *, seed: int = 7, profile: str = "full",
     files = {s.name: open(os.path.join(out, f"{s.name}.jsonl"), "w", encoding="utf-8") for s in SYSTEMS}
     counts: Counter = Counter()
     now = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
-    dumps = json.dumps
+    dumps = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
     r = gen.rng
     try:
         with open(os.path.join(out, "truth.csv"), "w", newline="", encoding="utf-8") as tf:
@@ -546,7 +547,7 @@ def write(out: str, people: int, *, seed: int = 7, profile: str = "full",
                         attrs, updated = gen.record(p, system, updated)
                         key = gen.key(system)
                         files[system.name].write(dumps({"key": key, "updatedAt": updated.isoformat(),
-                                                        "attributes": attrs}, ensure_ascii=False) + "\n")
+                                                        "attributes": attrs}) + "\n")
                         truth.writerow((system.name, key, entity, p.household))
                         counts[system.name] += 1
                 if progress and entity % 10000 == 9999:

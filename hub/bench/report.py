@@ -289,7 +289,9 @@ def render(result: dict, baseline: dict | None = None, sizing: dict | None = Non
              f"profile {data.get('profile') or '?'}")
     envline = (f"{env.get('cores')} cores, {env.get('memory_gb')} GB memory, {env.get('database', '?')}"
                f" ({env.get('workers', 1)} worker(s)), Python {env.get('python')}, {env.get('platform')}, "
-               f"{env.get('date')}")
+               f"{env.get('date')}"
+               + (f"; load average {env['load_average'][1]} over the run's last 5 minutes"
+                  if env.get("load_average") else ""))
     pg = env.get("postgresql")
     if pg:
         envline += "; PostgreSQL " + ", ".join(f"{k} {v}" for k, v in pg.items())

@@ -109,6 +109,8 @@ def environment(database_url: str | None = None) -> dict:
     env = {"cores": os.cpu_count(), "memory_gb": mem, "python": platform.python_version(),
            "platform": platform.platform(terse=True), "machine": platform.machine(),
            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")}
+    with contextlib.suppress(OSError, AttributeError):
+        env["load_average"] = [round(x, 1) for x in os.getloadavg()]   # 1, 5, 15 min: is the machine busy?
     if database_url:
         env["database"] = "sqlite" if database_url.startswith("sqlite") else "postgresql"
     return env

@@ -104,7 +104,9 @@ def fit(results: list[dict], project: int | None) -> dict:
     env = results[-1].get("environment") or {}
     assumptions = [
         f"Measured on {env.get('cores')} cores and {env.get('memory_gb')} GB memory, database "
-        f"{env.get('database', '?')}, hub serve --workers {env.get('workers', 1)}, Python {env.get('python')}.",
+        f"{env.get('database', '?')}, hub serve --workers {env.get('workers', 1)}, Python {env.get('python')}"
+        + (f", machine load average {env['load_average'][1]} (5 min) at the end of the largest run"
+           if env.get("load_average") else "") + ".",
         f"Rates and latencies fitted as a * records^b, sizes as c + k * records, over {len(runs)} runs of {', '.join(f'{n:,}' for n in runs)} records; "
         f"the projection to {target:,} records extrapolates {target / runs[-1]:,.0f}x beyond the largest run: "
         "read it as an order of magnitude, and measure at the largest size you can.",
