@@ -306,6 +306,12 @@ def render(result: dict, baseline: dict | None = None, sizing: dict | None = Non
     if baseline:
         parts.append(f"<p class=note>Baseline: {_esc(baseline.get('description', ''))} "
                      f"({baseline.get('seconds')} s, {baseline.get('pairs_scored')} pairs scored).</p>")
+    if data.get("features"):
+        parts += ["<h2>The data</h2><p class=note>",
+                  _esc(f"Attributes: {', '.join(data.get('attributes') or [])}. Records per system: "
+                       + ", ".join(f"{k} {v:,}" for k, v in (data.get("records_per_system") or {}).items())
+                       + ". Made: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in data["features"].items())
+                       + "."), "</p>"]
     parts += ["<h2>Speed</h2>", _table(["", "value", "detail"], speed_rows(result)),
               "<h2>Charts</h2><div class=charts>", *charts(result, baseline), "</div>",
               "<p class=note>Search results: each record held back from the bulk load is first searched for "

@@ -159,7 +159,8 @@ async def run(data: str, url: str, token: str, opts: Options | None = None,
     rng.shuffle(everything)
     held, bulk = everything[:opts.single], everything[opts.single:]
     out: dict = {"data": {"path": os.path.abspath(data), "records": len(everything),
-                          **{k: manifest.get(k) for k in ("people", "profile", "seed")}},
+                          **{k: manifest.get(k) for k in ("people", "profile", "seed", "attributes",
+                                                          "records_per_system", "features")}},
                  "options": dataclasses.asdict(opts)}
     client = Client(url, token, connections=max(4, opts.concurrency + 2))
     try:
