@@ -203,8 +203,10 @@ def test_embedded_run_writes_the_documented_figures_and_an_offline_report(tmp_pa
     assert result["load"]["timeline"][-1][0] == result["load"]["records"]
     assert result["scores"]["true"] and len(result["scores"]["threshold_curve"]) == 101
     assert result["environment"]["database"] == ("postgresql" if "--database-url" in embedded_database else "sqlite")
-    if result["queue"]["pending"]:
-        assert "steward" in result and "quality_after_steward" in result
+    assert result["queue"]["pending"] > 0             # seed 9 leaves a few uncertain pairs for the steward
+    assert result["steward"]["resolved"] + result["steward"]["decisions"].get("superseded", 0) \
+        == min(15, result["queue"]["pending"])
+    assert "quality_after_steward" in result and set(result["steward"]["gain"]) == {"pairwise", "cluster"}
     assert page.startswith("<!doctype html>") and page.count("<svg") >= 5
     assert _no_external_urls(page)
 

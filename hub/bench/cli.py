@@ -111,6 +111,10 @@ def run_cmd(data, url, token, embedded, database_url, port, workers, batch, conc
     """Drive a hub (--url/--token, or --embedded) with a data set; write JSON and an HTML report."""
     import asyncio
 
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise click.ClickException("hub bench run needs httpx: pip install -e '.[bench]'") from None
     from hub.bench.run import HubError, environment, run, run_embedded
 
     if embedded == bool(url):

@@ -191,7 +191,8 @@ def speed_rows(result: dict) -> list[list]:
     st = result.get("steward") or {}
     d = st.get("decision_ms") or {}
     rows.append(["steward decision (ms)", f"p50 {_g(d, 'p50')} · p90 {_g(d, 'p90')} · p99 {_g(d, 'p99')}",
-                 f"{_g(st, 'resolved')} resolved: "
+                 f"{_g(st, 'resolved')} resolved, F1 gain pairwise {_g(st, 'gain', 'pairwise')}, "
+                 f"cluster {_g(st, 'gain', 'cluster')}: "
                  + ", ".join(f"{v} {k}" for k, v in (st.get("decisions") or {}).items())])
     q = result.get("queue") or {}
     rows.append(["review queue after load", _g(q, "pending"), f"{_g(q, 'true_matches')} of them the same person"])

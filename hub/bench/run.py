@@ -188,6 +188,9 @@ async def run(data: str, url: str, token: str, opts: Options | None = None,
         out["read_ms"] = percentiles(reads)
         say("review queue and a perfect steward")
         out.update(await _steward(client, truth, names, opts))
+        if "quality_after_steward" in out:
+            out["steward"]["gain"] = {part: round(out["quality_after_steward"][part]["f1"] - out["quality"][part]["f1"], 4)
+                                      for part in ("pairwise", "cluster")}
     finally:
         await client.close()
     return out
