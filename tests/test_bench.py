@@ -135,6 +135,12 @@ def test_generate_command_refuses_an_unknown_profile_and_a_bad_count(tmp_path):
     assert bad.exit_code != 0 and "lots" in bad.output
 
 
+def test_run_and_baseline_refuse_a_folder_without_truth(tmp_path):
+    for args in (["run", "--data", str(tmp_path), "--embedded"], ["baseline", "--data", str(tmp_path)]):
+        result = CliRunner().invoke(main, ["bench", *args])
+        assert result.exit_code != 0 and "truth.csv" in result.output
+
+
 def test_score_clusters_counts_pairs_and_exact_clusters():
     truth = {"a": 1, "b": 1, "c": 1, "d": 2, "e": 3}
     assign = {"a": "x", "b": "x", "c": "y", "d": "y", "e": "z"}

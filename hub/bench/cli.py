@@ -40,6 +40,13 @@ def _write_html(path: str, result: dict, baseline: dict | None, sizing: dict | N
         f.write(render(result, baseline, sizing))
 
 
+def _check_data(folder: str) -> None:
+    """A data folder as `hub bench generate` writes it, or a clear error."""
+    missing = [f for f in ("systems.json", "truth.csv") if not os.path.exists(os.path.join(folder, f))]
+    if missing:
+        raise click.ClickException(f"{folder} lacks {' and '.join(missing)}: give a folder made by `hub bench generate`")
+
+
 def _load_json(path: str | None) -> dict | None:
     if not path:
         return None
@@ -129,6 +136,8 @@ def run_cmd(data, url, token, embedded, database_url, port, workers, batch, conc
         raise click.UsageError("give --data (or --sizes to generate data sets)")
     if project and not sizes:
         raise click.UsageError("--project goes with --sizes (or merge separate runs with `hub bench report`)")
+    if data:
+        _check_data(data)
     opts = _options(batch, concurrency, single, reads, steward, seed)
     baseline = _load_json(baseline_path)
 
@@ -212,6 +221,7 @@ def baseline(data: str, threshold: float, seed: int, json_path: str | None) -> N
     """A plain Splink 5 batch model on the same data (trained, predicted, clustered), scored against the truth."""
     from hub.bench.baseline import run_baseline
 
+    _check_data(data)
     result = run_baseline(data, threshold=threshold, seed=seed, progress=_say)
     json_path = json_path or os.path.join(data, "baseline.json")
     _write_json(json_path, result)

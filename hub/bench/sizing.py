@@ -107,7 +107,8 @@ def fit(results: list[dict], project: int | None) -> dict:
         f"{env.get('database', '?')}, hub serve --workers {env.get('workers', 1)}, Python {env.get('python')}"
         + (f", machine load average {env['load_average'][1]} (5 min) at the end of the largest run"
            if env.get("load_average") else "") + ".",
-        f"Rates and latencies fitted as a * records^b, sizes as c + k * records, over {len(runs)} runs of {', '.join(f'{n:,}' for n in runs)} records; "
+        f"Rates and latencies fitted as a * records^b, sizes as c + k * records, over {len(runs)} runs of "
+        f"{', '.join(f'{n:,}' for n in runs)} records; "
         f"the projection to {target:,} records extrapolates {target / runs[-1]:,.0f}x beyond the largest run: "
         "read it as an order of magnitude, and measure at the largest size you can.",
         "Bulk load: batches of %s records, %s in flight; load time projected by integrating the fitted rate."
