@@ -65,11 +65,14 @@ class _Frame:
     def py(self, y: float) -> float:
         return H - MB - (y - self.y0) / (self.y1 - self.y0) * (H - MT - MB)
 
-    def legend(self, names: Sequence[str]) -> None:
+    def legend(self, names: Sequence[str], *, low: bool = False) -> None:
+        """Top right, or (low) bottom left, where curves near 1 leave room."""
+        x0 = ML + 12 if low else W - MR - 150
+        top = H - MB - 14 - 15 * len(names) if low else MT + 8
         for i, name in enumerate(names):
-            y = MT + 8 + 15 * i
-            self.parts.append(f'<rect x="{W - MR - 150}" y="{y - 8}" width="10" height="10" '
-                              f'fill="{COLORS[i % len(COLORS)]}"/><text x="{W - MR - 136}" y="{y + 1}">'
+            y = top + 15 * i
+            self.parts.append(f'<rect x="{x0}" y="{y - 8}" width="10" height="10" '
+                              f'fill="{COLORS[i % len(COLORS)]}"/><text x="{x0 + 14}" y="{y + 1}">'
                               f'{_esc(name)}</text>')
 
     def svg(self) -> str:
@@ -126,9 +129,9 @@ def line_chart(title: str, lines: Sequence[tuple[str, Sequence[tuple[float, floa
     for label, x in marks:
         px = f.px(x)
         f.parts.append(f'<line x1="{px:.1f}" y1="{MT}" x2="{px:.1f}" y2="{H - MB}" class="m"/>'
-                       f'<text x="{px - 3:.1f}" y="{MT + 10}" text-anchor="end" class="ml">{_esc(label)}</text>')
+                       f'<text x="{px - 3:.1f}" y="{H - MB - 6}" text-anchor="end" class="ml">{_esc(label)}</text>')
     if len(lines) > 1:
-        f.legend([n for n, _p in lines])
+        f.legend([n for n, _p in lines], low=y_range is not None)
     return f.svg()
 
 
@@ -241,13 +244,13 @@ def charts(result: dict, baseline: dict | None) -> list[str]:
     marks = [("review", (result.get("thresholds") or {}).get("review", 0.6)),
              ("link", (result.get("thresholds") or {}).get("link", 0.95))]
     if curve:
-        out.append(line_chart("hub (search of arriving records): precision and recall against the threshold",
+        out.append(line_chart("hub: precision and recall by threshold (searches)",
                               [("precision", [(c["threshold"], c["precision"]) for c in curve]),
                                ("recall", [(c["threshold"], c["recall"]) for c in curve])],
                               "match probability threshold", "", y_range=(0, 1.02), marks=marks))
     bcurve = (baseline or {}).get("threshold_curve") or []
     if bcurve:
-        out.append(line_chart("plain Splink baseline: pairwise precision and recall against the threshold",
+        out.append(line_chart("plain Splink: pairwise precision and recall by threshold",
                               [("precision", [(c["threshold"], c["precision"]) for c in bcurve]),
                                ("recall", [(c["threshold"], c["recall"]) for c in bcurve])],
                               "match probability threshold", "", y_range=(0, 1.02)))
