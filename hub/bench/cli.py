@@ -109,7 +109,7 @@ def _options(batch, concurrency, single, reads, steward, seed):
               help="With --sizes: the attribute mix to generate.")
 @click.option("--project", default=None, help="With --sizes: records to project the figures to (e.g. 50M).")
 @click.option("--workdir", default=None, type=click.Path(file_okay=False),
-              help="With --sizes: where data and results go (default: ./bench-runs).")
+              help="With --sizes: where data and results go (default: bench/data/sizes).")
 @click.option("--baseline", "baseline_path", default=None, help="A `hub bench baseline` JSON to show beside.")
 @click.option("--json", "json_path", default=None, help="Result JSON (default: DATA/bench-result.json).")
 @click.option("--html", "html_path", default=None, help="HTML report (default: DATA/bench-report.html).")
@@ -176,7 +176,7 @@ def _sizes_run(sizes, profile, project, workdir, one, baseline, json_path, html_
     people = [_count(s) for s in sizes.split(",") if s.strip()]
     if len(people) < 2:
         raise click.UsageError("--sizes needs at least two sizes")
-    workdir = workdir or "bench-runs"
+    workdir = workdir or os.path.join("bench", "data", "sizes")
     results = []
     for n in sorted(people):
         folder = os.path.join(workdir, f"{profile}-{n}")
