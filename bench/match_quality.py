@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Matching quality on gen_customers.py data: hub-style real-time simulation + Splink batch baseline.
+"""Matching quality on hub.bench.generate data: hub-style real-time simulation + Splink batch baseline.
 
   python bench/match_quality.py --people 10000 --seed 7 [--model matching/default_model.json]
 
@@ -141,7 +141,7 @@ def main() -> None:
     ap.add_argument("--errors", type=int, default=0, help="print this many false links / missed pairs")
     args = ap.parse_args()
 
-    path = generate(args.people, args.seed, os.path.join(HERE, "data", f"cust{args.people}_s{args.seed}"))
+    path = generate(args.people, args.seed, os.path.join(HERE, "data", f"gen{args.people}_s{args.seed}"))
     records = load(path)
     assert all(r["id"] == i for i, r in enumerate(records))
     model = MatchModel.from_json(open(args.model).read()) if args.model else MatchModel.default()

@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--batch", action="store_true", help="also time predict_clusters on all records")
     ap.add_argument("--memory-limit", default="6GB")
     args = ap.parse_args()
-    records = load(generate(args.people, args.seed, os.path.join(HERE, "data", f"cust{args.people}_s{args.seed}")))
+    records = load(generate(args.people, args.seed, os.path.join(HERE, "data", f"gen{args.people}_s{args.seed}")))
     model = MatchModel.default()
     sample = [{a: r.get(a) for a in ATTRIBUTES} for r in random.Random(1).sample(records, min(20000, len(records)))]
 

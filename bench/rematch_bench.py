@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark `hub rematch` end to end on generated people in a fresh PostgreSQL database (not a test).
 
-1. data: bench/match_data.py (gen_customers.py run as a script, records standardised by the hub);
+1. data: bench/match_data.py (hub.bench.generate, records standardised by the hub);
 2. load: a fresh database, every record through `register_batch(..., scorer=None)` in batches of 5000:
    the real write path with deterministic rules only, so the golden records are what a hub without a
    match model would hold (exact national id / email+birth date links) and the rematch has work to do

@@ -1,8 +1,9 @@
 """Play a perfect steward on a loaded hub and time every decision.
 
-Run after ../shared/bench/run_bench.py has loaded a data set (the hub keeps its state):
+Run after `hub bench run --url URL --token TOKEN --steward 0` has loaded a data set into a running hub
+(the hub keeps its state; `hub bench run --steward N` does the same in one go):
 
-  python bench/steward_bench.py --data bench/data/cust10k --url http://127.0.0.1:8011/graphql --token TOKEN
+  python bench/steward_bench.py --data bench/data/gen10k --url http://127.0.0.1:8011/graphql --token TOKEN
 
 For every pending match candidate (most uncertain first) it looks up the truth: MERGE when the two
 golden records share a real person, else NOT_A_MATCH. It prints, as JSON, pairwise precision /

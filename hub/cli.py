@@ -1,4 +1,4 @@
-"""The `hub` command: serve, migrate, token, policy, load."""
+"""The `hub` command: serve, migrate, token, policy, load, train, rematch, reindex, bench."""
 from __future__ import annotations
 
 import asyncio
@@ -467,6 +467,9 @@ def retention_run(batch: int) -> None:
                f"{report.erased} erased", err=True)
     click.echo(json.dumps(dataclasses.asdict(report)))
 
+from hub.bench.cli import bench  # noqa: E402  (the `hub bench` group lives with its capability)
+
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,7 @@
 """Rebuild matching/default_model.json.
 
   python -m matching.build_default --people 20000 --seed 11
-      runs bench/match_data.py (gen_customers.py + the hub's standardiser) as a subprocess,
+      runs bench/match_data.py (hub.bench.generate + the hub's standardiser) as a subprocess,
       then trains on its standardised.jsonl
   python -m matching.build_default --records path/to/standardised.jsonl
       trains on any file of standardised records (one JSON object per line, snake_case attributes)
@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     path = args.records
     if not path:
-        data_dir = os.path.join(ROOT, "bench", "data", f"cust{args.people}_s{args.seed}")
+        data_dir = os.path.join(ROOT, "bench", "data", f"gen{args.people}_s{args.seed}")
         out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "match_data.py"), "--people",
                               str(args.people), "--seed", str(args.seed), "--out", data_dir],
                              check=True, capture_output=True, text=True)
@@ -43,7 +43,7 @@ def main(argv=None) -> None:
         records = [json.loads(line) for line in f]
     t0 = time.time()
     model = train(records, seed=args.seed, max_pairs_u=args.max_pairs_u, max_pairs_em=args.max_pairs_em)
-    model["matching_training"]["data"] = (f"gen_customers.py --people {args.people} --seed {args.seed}, "
+    model["matching_training"]["data"] = (f"hub bench generate --people {args.people} --seed {args.seed}, "
                                           "standardised by hub.ingest.standardise" if not args.records else path)
     with open(args.out, "w") as f:
         json.dump(model, f, indent=1, sort_keys=False)
