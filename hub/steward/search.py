@@ -15,6 +15,7 @@ from hub.errors import BadInput
 from hub.ingest.linking import Planner, rule_name
 from hub.models import ACTIVE, Customer, SourceRecord
 from hub.ingest.standardise import SystemProfile, standardise
+from hub.privacy.sealing import lookup
 
 SR, CUSTOMER = SourceRecord.__table__, Customer.__table__
 
@@ -38,7 +39,7 @@ async def find_customers(*, session, attributes: Mapping[str, Any], settings: Se
         raise BadInput("give at least one attribute to search by")
     planner = Planner(settings.exact_rules, settings.link_threshold, settings.review_threshold, scorer)
     probe = planner.profile(std.values)
-    conditions = [SR.c[rule[0]] == key[2] for key in probe.exact for rule in [settings.exact_rules[key[1]]]]
+    conditions = [lookup(SR, rule[0], [key[2]]) for key in probe.exact for rule in [settings.exact_rules[key[1]]]]
     shared = await candidate_keys(session, probe.blocking)
     if shared:
         conditions.append(id_condition(session, list(shared)))
