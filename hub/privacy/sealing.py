@@ -296,4 +296,4 @@ async def verify_keys(db) -> None:
             # the newest rows are the likeliest under the newest key, the oldest under the oldest: opened
             # by the column type as they are read (a bounded read, whatever the table's size)
             for order in (table.c.id.desc(), table.c.id.asc()):
-                await conn.execute(select(*(table.c[a] for a in SEALABLE)).order_by(order).limit(200))
+                (await conn.execute(select(*(table.c[a] for a in SEALABLE)).order_by(order).limit(200))).all()
