@@ -13,6 +13,7 @@ from sqlmodel import SQLModel
 from hub.config import Settings, get_settings
 from hub.db import Database
 from hub.golden.values import typed
+from hub.ingest.records import content_hash
 from hub.models import Customer, SourceRecord
 from hub.ops.migrate import upgrade
 from hub.privacy.keys import KeyMaterialError, key_id_of, new_keyring, parse_keys
@@ -295,6 +296,7 @@ async def test_an_existing_hub_is_sealed_in_place_by_the_migration(old_hub_url, 
         assert row.date_of_birth_hash == seal.hash("date_of_birth", DOB)
         assert row.raw == {"givenName": "Jane", "nationalId": NID, "dateOfBirth": DOB}
         assert row.match_features["nid"] == NID
+        assert row.content_hash == content_hash(row.raw) != "h"  # a keyed hash: resends stay UNCHANGED
         assert keys == sorted(seal.block_keys([f"i:{NID}"]))
         assert seal.open_lineage("nationalId", lineage["nationalId"]) == NID and lineage["givenName"] == "Jane"
         assert typed("dateOfBirth", seal.open_lineage("dateOfBirth", lineage["dateOfBirth"])) == dt.date(1984, 7, 2)

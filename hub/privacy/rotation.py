@@ -135,7 +135,7 @@ async def _by_id(db: Database, table, columns: dict[str, Callable], p: _Pass, ba
     last, done = 0, 0
     names = list(columns)
     while True:
-        async with db.write() as session:
+        async with db.write() if p.fix else db.session() as session:
             rows = (await session.execute(
                 select(table.c.id, *(_plain(table.c[n]).label(n) for n in names))
                 .where(table.c.id > last).order_by(table.c.id).limit(batch))).all()
@@ -165,7 +165,7 @@ async def _lineage(db: Database, p: _Pass, batch: int, progress: Progress | None
     last: tuple[int, str] = (0, "")
     done = 0
     while True:
-        async with db.write() as session:
+        async with db.write() if p.fix else db.session() as session:
             rows = (await session.execute(
                 select(LINEAGE.c.customer_id, LINEAGE.c.field, _plain(LINEAGE.c.value).label("value"))
                 .where(LINEAGE.c.field.in_(_SEALED_FIELDS),

@@ -8,7 +8,7 @@ National id and date of birth become text columns wide enough for sealed values 
 DATE), source records get their keyed hashes (`national_id_hash`, `date_of_birth_hash`, indexed: the
 deterministic rules look records up by them), and every value already stored is sealed in place, in
 batches: the columns, the raw payloads, the stored match features, lineage values and event changes;
-the stored blocking keys become keyed hashes. It needs the keys (HUB_KEYS / HUB_KEY_FILE) only when the
+the stored blocking keys and the payloads' content hashes become keyed hashes. It needs the keys (HUB_KEYS / HUB_KEY_FILE) only when the
 hub holds data. Downgrading opens every value again and drops the blocking keys (run `hub reindex` then).
 """
 from collections.abc import Sequence
@@ -26,6 +26,7 @@ SEALED_FIELDS = ("nationalId", "dateOfBirth")
 
 # the tables as stored, around the hub's sealing column types
 SR = sa.table("source_record", sa.column("id", sa.BigInteger), sa.column("national_id", sa.String),
+              sa.column("content_hash", sa.String),
               sa.column("date_of_birth", sa.String), sa.column("raw", sa.JSON), sa.column("match_features", sa.JSON),
               sa.column("national_id_hash", sa.String), sa.column("date_of_birth_hash", sa.String))
 CUSTOMER = sa.table("customer", sa.column("id", sa.BigInteger), sa.column("national_id", sa.String),
@@ -121,8 +122,11 @@ def upgrade() -> None:
     if _has_data(bind):
         seal = _sealer()
 
+        from hub.ingest.records import content_hash
+
         def record(r):
-            return {"national_id": None if r.national_id is None else seal.stored("national_id", r.national_id),
+            return {"content_hash": content_hash(r.raw or {}),  # now a keyed hash (HMAC) of the clear payload
+                    "national_id": None if r.national_id is None else seal.stored("national_id", r.national_id),
                     "date_of_birth": None if r.date_of_birth is None else seal.stored("date_of_birth",
                                                                                       r.date_of_birth),
                     "national_id_hash": seal.hash("national_id", seal.open("national_id", r.national_id))
