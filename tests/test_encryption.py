@@ -303,3 +303,19 @@ async def test_an_existing_hub_is_sealed_in_place_by_the_migration(old_hub_url, 
         assert key_id_of(lineage["dateOfBirth"]) == "t1"
     finally:
         await database.dispose()
+
+
+async def test_keys_init_writes_an_owner_only_file_once(hub_cli, tmp_path, monkeypatch):
+    key_file = tmp_path / "hub.keys"
+    monkeypatch.delenv("HUB_KEYS")
+    monkeypatch.setenv("HUB_KEY_FILE", str(key_file))
+    get_settings.cache_clear()
+    first = await hub_cli("keys", "init")
+    assert first.exit_code == 0, first.output
+    assert (key_file.stat().st_mode & 0o777) == 0o600 and first.stdout == ""  # no key material printed
+    ring = parse_keys(key_file.read_text())
+    again = await hub_cli("keys", "init")
+    assert again.exit_code != 0 and "refusing to overwrite" in again.output
+    assert parse_keys(key_file.read_text()) == ring
+    printed = await hub_cli("keys", "init", "--stdout")
+    assert printed.exit_code == 0 and parse_keys(printed.stdout) != ring
