@@ -319,3 +319,28 @@ async def test_keys_init_writes_an_owner_only_file_once(hub_cli, tmp_path, monke
     assert parse_keys(key_file.read_text()) == ring
     printed = await hub_cli("keys", "init", "--stdout")
     assert printed.exit_code == 0 and parse_keys(printed.stdout) != ring
+
+
+def test_a_running_sealer_picks_up_a_rotated_key_file(tmp_path):
+    from hub.models.types import SEALING
+    from hub.privacy.keys import write_key_file
+    from hub.privacy.sealing import Sealer
+
+    key_file = tmp_path / "hub.keys"
+    ring = parse_keys(TEST_KEYS)
+    write_key_file(key_file, ring)
+    saved = SEALING.sealer
+    try:
+        SEALING.sealer = running = Sealer(ring, {"national_id"}, key_file=str(key_file))
+        rotated = ring.with_new_key("t2")
+        write_key_file(key_file, rotated)
+        # a value sealed elsewhere under the new key opens at once (the file is re-read for the unknown key)
+        sealed = rotated.encrypt(NID, context="national_id")
+        assert running.open("national_id", sealed) == NID
+        assert key_id_of(SEALING.get().stored("national_id", NID)) == "t2"
+        # a rotation the process has not met a value of yet: within a second every new value is sealed under it
+        write_key_file(key_file, rotated.with_new_key("t3"))
+        SEALING.sealer._checked -= 2
+        assert key_id_of(SEALING.get().stored("national_id", NID)) == "t3"
+    finally:
+        SEALING.sealer = saved
