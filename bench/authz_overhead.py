@@ -35,8 +35,8 @@ from hub.ingest.records import RecordInput, register_batch  # noqa: E402
 from hub.ingest.systems import register_system  # noqa: E402
 from hub.access.tokens import create_token  # noqa: E402
 from schema.app import build_services, create_app  # noqa: E402
-from hub.privacy.keys import new_keyring  # noqa: E402
-from hub.privacy.sealing import configure  # noqa: E402
+from hub.privacy.keys import new_keyring
+from hub.privacy.sealing import configure
 
 # the benchmark database's own keys (encryption at rest is on, as by default); subprocesses inherit them
 os.environ.setdefault("HUB_KEYS", ";".join(new_keyring().to_text().splitlines()[1:]))

@@ -23,23 +23,24 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from hub.config import Settings  # noqa: E402
-from hub.db import Database  # noqa: E402
-from hub.ingest.matcher import default_scorer  # noqa: E402
-from hub.ingest.records import RecordInput, register_batch  # noqa: E402
-from hub.ingest.systems import register_system  # noqa: E402
-from hub.ops.migrate import upgrade  # noqa: E402
-from hub.privacy.keys import new_keyring  # noqa: E402
-from hub.privacy.sealing import configure  # noqa: E402
+from hub.config import Settings
+from hub.db import Database
+from hub.ingest.matcher import default_scorer
+from hub.ingest.records import RecordInput, register_batch
+from hub.ingest.systems import register_system
+from hub.ops.migrate import upgrade
+from hub.privacy.keys import new_keyring
+from hub.privacy.sealing import configure
 
 KEYS = ";".join(new_keyring().to_text().splitlines()[1:])
 
 
 def read_data(folder: str) -> tuple[list[dict], dict[str, list[RecordInput]]]:
-    systems = json.load(open(os.path.join(folder, "systems.json")))
+    with open(os.path.join(folder, "systems.json")) as f:
+        systems = json.load(f)
     records = {}
     for s in systems:
         with open(os.path.join(folder, f"{s['name']}.jsonl")) as f:

@@ -5,6 +5,7 @@ import asyncio
 import datetime as dt
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -76,7 +77,7 @@ async def test_database_holds_no_clear_national_id_or_birth_date(db, admin):
         async with db.reader() as conn:
             await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
             await conn.execute(text("VACUUM"))
-        raw = open(db.url.split("///", 1)[1], "rb").read()
+        raw = await asyncio.to_thread(Path(db.url.split("///", 1)[1]).read_bytes)
         assert [v for v in CLEAR if v.encode() in raw] == []
     # while the API reads them in clear
     customer = (await admin(CUSTOMER, id=who["id"]))["customer"]

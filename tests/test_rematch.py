@@ -7,9 +7,9 @@ import json
 from sqlalchemy import select
 
 from hub.config import get_settings
-from hub.privacy.sealing import SEALABLE, sealer
 from hub.models import MANUAL_MERGE, NOT_A_MATCH, SPLIT, Customer, Event
 from hub.ops.rematch import Rule, apply_rematch, model_in_use, plan_rematch, reconcile
+from hub.privacy.sealing import SEALABLE, sealer
 from tests.helpers import CUSTOMER, add_system, rec, register
 from tests.test_stewardship import MERGE
 from tests.test_stewardship import SPLIT as SPLIT_MUTATION
@@ -246,8 +246,8 @@ async def _one_by_one(session, changes, now):
     from sqlalchemy import insert, update
 
     from hub.golden.values import recompute
-    from hub.models import ACTIVE, SourceRecord
     from hub.ingest.records import merge_into
+    from hub.models import ACTIVE, SourceRecord
     from hub.ops.rematch import _causes
 
     targets = [t for c in changes for t in c.targets]

@@ -14,17 +14,17 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import bindparam, select, tuple_, update
 
+from hub.config import Settings
 from hub.db import Database
 from hub.golden.attributes import API_NAME
 from hub.models import Customer, Event, Lineage, SourceRecord
-from hub.config import Settings
 from hub.models.types import SEALING
 from hub.privacy.keys import (
     CIPHER_PREFIX,

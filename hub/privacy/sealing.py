@@ -29,10 +29,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from hub.config import Settings
+from hub.db import is_sqlite
 from hub.golden.attributes import API_NAME, STORAGE_NAME
 from hub.models.types import SEALING
 from hub.privacy.keys import KeyMaterialError, KeyRing, is_sealed, key_id_of, load_keyring, parse_keys
-from hub.db import is_sqlite
 
 # attributes the hub can seal: their columns have room for sealed text and a keyed-hash column beside them
 SEALABLE: tuple[str, ...] = ("national_id", "date_of_birth")
