@@ -345,3 +345,33 @@ def test_a_running_sealer_picks_up_a_rotated_key_file(tmp_path):
         assert key_id_of(SEALING.get().stored("national_id", NID)) == "t3"
     finally:
         SEALING.sealer = saved
+
+
+async def test_rotation_runs_while_records_are_registered(db, admin, db_url, tmp_path):
+    from hub.privacy.rotation import rotate
+
+    await _populate(admin)
+    key_file = tmp_path / "hub.keys"
+    key_file.write_text(TEST_KEYS.replace(";", "\n"))
+    settings = Settings(database_url=db_url, key_file=str(key_file))
+    configure(settings)
+
+    async def registrations():
+        out = []
+        for i in range(8):
+            [r] = await register(admin, "crm", rec(f"R-{i}", givenName="Ann", familyName=f"Lee{i}",
+                                                   dateOfBirth=f"1960-01-{i + 10:02d}", nationalId=f"RT{i:04d}99"))
+            out.append(r)
+            await asyncio.sleep(0)
+        return out
+
+    try:
+        (active, report), made = await asyncio.gather(rotate(db, settings, key_id="t2", batch=2), registrations())
+        assert active == "t2" and report.rewritten > 0
+        after = await walk(db, fix=False)
+        assert set(after.by_key) == {"t2"} and after.clear == 0
+        for i, r in enumerate(made):
+            customer = (await admin(CUSTOMER, id=r["customer"]["id"]))["customer"]
+            assert (customer["nationalId"], customer["dateOfBirth"]) == (f"RT{i:04d}99", f"1960-01-{i + 10:02d}")
+    finally:
+        configure(Settings(database_url=db_url, keys=TEST_KEYS))
