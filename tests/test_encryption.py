@@ -375,3 +375,27 @@ async def test_rotation_runs_while_records_are_registered(db, admin, db_url, tmp
             assert (customer["nationalId"], customer["dateOfBirth"]) == (f"RT{i:04d}99", f"1960-01-{i + 10:02d}")
     finally:
         configure(Settings(database_url=db_url, keys=TEST_KEYS))
+
+
+async def test_downgrading_opens_every_value_again(old_hub_url):
+    from alembic import command
+
+    from hub.ops.migrate import alembic_config
+
+    await _old_rows(old_hub_url)
+    configure(Settings(database_url=old_hub_url, keys=TEST_KEYS))
+    await asyncio.to_thread(upgrade, old_hub_url)
+    await asyncio.to_thread(command.downgrade, alembic_config(old_hub_url), "d65f972307d8")
+    database = Database(old_hub_url)
+    try:
+        stored = await dump(database)
+        assert "enc1:" not in stored
+        async with database.reader() as conn:
+            row = (await conn.execute(text("SELECT national_id, date_of_birth FROM source_record"))).one()
+            golden = (await conn.execute(text("SELECT national_id, date_of_birth FROM customer"))).one()
+            lineage = dict((await conn.execute(text("SELECT field, value FROM lineage"))).all())
+        assert [str(v) for v in (*row, *golden)] == [NID, DOB, NID, DOB]
+        assert lineage["nationalId"] == NID and lineage["dateOfBirth"] == DOB
+    finally:
+        await database.dispose()
+    await asyncio.to_thread(upgrade, old_hub_url)  # and up again

@@ -52,7 +52,14 @@ def _has_data(bind) -> bool:
 
 
 def _types(to_text: bool) -> None:
+    sqlite = op.get_bind().dialect.name == "sqlite"
     for table in ("source_record", "customer"):
+        if sqlite and not to_text:
+            # SQLite copies the table with CAST(date_of_birth AS DATE), which keeps only the year of an ISO
+            # text: the texts wait in a column of their own and come back after the copy (stored as text)
+            with op.batch_alter_table(table) as batch:
+                batch.add_column(sa.Column("dob_text", sa.String(200), nullable=True))
+            op.execute(f"UPDATE {table} SET dob_text = date_of_birth")
         with op.batch_alter_table(table) as batch:
             if to_text:
                 batch.alter_column("national_id", existing_type=sa.String(64), type_=sa.String(200))
@@ -62,6 +69,10 @@ def _types(to_text: bool) -> None:
                 batch.alter_column("national_id", existing_type=sa.String(200), type_=sa.String(64))
                 batch.alter_column("date_of_birth", existing_type=sa.String(200), type_=sa.Date(),
                                    postgresql_using="CAST(date_of_birth AS date)")
+        if sqlite and not to_text:
+            op.execute(f"UPDATE {table} SET date_of_birth = dob_text")
+            with op.batch_alter_table(table) as batch:
+                batch.drop_column("dob_text")
 
 
 def _by_id(bind, table, columns, transform) -> None:
