@@ -128,11 +128,22 @@ class Sealer:
         text = self.open(attribute, stored)
         return dt.date.fromisoformat(text) if attribute == "date_of_birth" else text
 
+    def _keyed(self, purpose: str):
+        """An HMAC primed with the purpose prefix: copied per value, equal to KeyRing.keyed_hash's."""
+        h = self._hmacs.get(purpose)
+        if h is None:
+            h = self._base.copy()
+            h.update(f"{purpose}\x1f".encode())
+            self._hmacs[purpose] = h
+        return h
+
     def hash(self, attribute: str, value: Any) -> str | None:
         """The keyed hash stored beside an attribute (equal values hash equal, whatever the key in use)."""
         if value is None:
             return None
-        return self.ring.keyed_hash(_text(attribute, value), purpose=attribute)
+        c = self._keyed(attribute).copy()
+        c.update(_text(attribute, value).encode())
+        return c.hexdigest()
 
     def hashes(self, values: Mapping[str, Any]) -> dict[str, str | None]:
         """The `<attribute>_hash` columns of a source record's standardised values."""
@@ -140,11 +151,7 @@ class Sealer:
 
     def block_keys(self, keys: Iterable[str]) -> set[str]:
         """Blocking keys as stored and looked up: keyed hashes (a key holds names, dates, ids)."""
-        h = self._hmacs.get(BLOCK_KEY_PURPOSE)
-        if h is None:
-            h = self._base.copy()
-            h.update(f"{BLOCK_KEY_PURPOSE}\x1f".encode())
-            self._hmacs[BLOCK_KEY_PURPOSE] = h
+        h = self._keyed(BLOCK_KEY_PURPOSE)
         out = set()
         for k in keys:
             c = h.copy()
