@@ -35,6 +35,11 @@ from hub.ingest.records import RecordInput, register_batch  # noqa: E402
 from hub.ingest.systems import register_system  # noqa: E402
 from hub.access.tokens import create_token  # noqa: E402
 from schema.app import build_services, create_app  # noqa: E402
+from hub.privacy.keys import new_keyring
+from hub.privacy.sealing import configure
+
+# the benchmark database's own keys (encryption at rest is on, as by default); subprocesses inherit them
+os.environ.setdefault("HUB_KEYS", ";".join(new_keyring().to_text().splitlines()[1:]))
 
 ATTRS = " ".join(API_NAME.values())
 PAGE = f"""query($first: Int!) {{ customers(first: $first) {{ edges {{ node {{ id version {ATTRS}
@@ -80,7 +85,8 @@ async def _server(server: str, sql: str) -> None:
 
 async def load(db: Database, people: int, seed: int) -> dict[str, str]:
     """Register the systems and records; return a token per role."""
-    settings = Settings(database_url=db.url)
+    settings = Settings(database_url=db.url, keys=os.environ["HUB_KEYS"])
+    configure(settings)
     async with db.write() as session:
         for name, trust in (("crm", 80), ("billing", 90), ("shop", 50)):
             await register_system(session=session, name=name, description=None, date_order="YMD",
@@ -109,7 +115,7 @@ def summary(name: str, times: list[float]) -> str:
 
 
 async def measure(db: Database, tokens: dict[str, str], first: int, rounds: int, profile: bool) -> None:
-    services = build_services(Settings(database_url=db.url), db=db, authorizer=Authorizer())
+    services = build_services(Settings(database_url=db.url, keys=os.environ["HUB_KEYS"]), db=db, authorizer=Authorizer())
     app = create_app(services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub",
                                  timeout=120) as client:

@@ -40,6 +40,11 @@ from hub.ingest.matcher import default_scorer
 from hub.ops.migrate import upgrade
 from hub.ingest.records import RecordInput, register_batch
 from hub.ingest.systems import register_system
+from hub.privacy.keys import new_keyring
+from hub.privacy.sealing import configure
+
+# the benchmark database's own keys (encryption at rest is on, as by default); subprocesses inherit them
+os.environ.setdefault("HUB_KEYS", ";".join(new_keyring().to_text().splitlines()[1:]))
 
 SERVER = os.environ.get("HUB_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 
@@ -83,7 +88,8 @@ def read_batches(path: str, size: int):
 
 async def load(url: str, path: str, size: int, matched: bool = False) -> tuple[int, float]:
     """Register every record (deterministic rules only, or also the model); return the count and the seconds."""
-    db, settings = Database(url), Settings(database_url=url)
+    db, settings = Database(url), Settings(database_url=url, keys=os.environ["HUB_KEYS"])
+    configure(settings)
     scorer = default_scorer() if matched else None
     started, n, systems = time.perf_counter(), 0, set()
     try:

@@ -1,4 +1,4 @@
-"""The `hub` command: serve, migrate, token, policy, load, train, rematch, reindex, bench."""
+"""The `hub` command: serve, migrate, token, policy, load, train, rematch, reindex, keys, erasure, retention, bench."""
 from __future__ import annotations
 
 import asyncio
@@ -17,13 +17,18 @@ from hub.golden.attributes import API_NAME
 from hub.config import get_settings
 from hub.db import Database, is_sqlite
 from hub.errors import HubError
+from hub.models.types import SealingNotConfigured
 from hub.ops.migrate import upgrade
+from hub.privacy.keys import KeyMaterialError
+from hub.privacy.sealing import configure as configure_sealing
 
 
 @contextlib.asynccontextmanager
 async def _database():
     """The configured database for one command, disposed of at the end."""
-    db = Database(get_settings().database_url)
+    settings = get_settings()
+    configure_sealing(settings)
+    db = Database(settings.database_url)
     try:
         yield db
     finally:
@@ -44,7 +49,7 @@ async def _database_with_progress():
 def _run(coro):
     try:
         return asyncio.run(coro)
-    except HubError as e:
+    except (HubError, KeyMaterialError, SealingNotConfigured) as e:
         raise click.ClickException(str(e)) from None
 
 
@@ -61,10 +66,18 @@ def serve(host: str, port: int, workers: int) -> None:
     """Run the GraphQL service, applying pending migrations first."""
     import uvicorn
 
+    from hub.privacy.sealing import verify_keys
+
     settings = get_settings()
-    upgrade(settings.database_url)
     if workers > 1 and is_sqlite(settings.database_url):
         raise click.ClickException("SQLite allows one writer: use --workers 1, or PostgreSQL for more workers")
+    _migrate(settings.database_url)
+
+    async def check() -> None:
+        async with _database() as db:
+            await verify_keys(db)
+
+    _run(check())  # keys that cannot open the stored values: a clear refusal here, not errors per request
     click.echo(f"hub: GraphQL on http://{host}:{port}/graphql (database {settings.database_url})", err=True)
     uvicorn.run("schema.app:create_app", factory=True, host=host, port=port, workers=workers,
                 log_level="warning", access_log=False)
@@ -74,8 +87,16 @@ def serve(host: str, port: int, workers: int) -> None:
 def migrate() -> None:
     """Apply Alembic migrations to the configured database."""
     url = get_settings().database_url
-    upgrade(url)
+    _migrate(url)
     click.echo(f"migrated {url}", err=True)
+
+
+def _migrate(url: str) -> None:
+    """Apply pending migrations; key problems (the encryption migration needs the keys) are the operator's."""
+    try:
+        upgrade(url)
+    except (KeyMaterialError, SealingNotConfigured) as e:
+        raise click.ClickException(str(e)) from None
 
 
 @main.group()
@@ -470,6 +491,88 @@ def retention_run(batch: int) -> None:
 from hub.bench.cli import bench  # noqa: E402  (the `hub bench` group lives with its capability)
 
 main.add_command(bench)
+
+
+@main.group()
+def keys() -> None:
+    """Key material for personal data at rest: create, rotate (while the hub serves), retire, status."""
+
+
+@keys.command("init")
+@click.option("--stdout", "to_stdout", is_flag=True,
+              help="Print fresh key material instead of writing HUB_KEY_FILE (for HUB_KEYS or a secret store).")
+def keys_init(to_stdout: bool) -> None:
+    """Write a new key file at HUB_KEY_FILE (owner-only); refuses to overwrite an existing one."""
+    from hub.privacy.rotation import init_keys, new_key_text
+
+    if to_stdout:
+        click.echo(new_key_text(), nl=False)
+        return
+    try:
+        path = init_keys(get_settings())
+    except KeyMaterialError as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote new keys to {path} (mode 0600): back it up, losing it loses the encrypted values", err=True)
+
+
+def _report_line(report) -> str:
+    keys_used = ", ".join(f"{kid}: {n}" for kid, n in sorted(report.by_key.items())) or "none"
+    return f"{report.rows} rows read; sealed values by key: {keys_used}; clear values to seal: {report.clear}"
+
+
+@keys.command("rotate")
+@click.option("--resume", is_flag=True, help="Add no key: finish re-encrypting under the active key.")
+@click.option("--key-id", default=None, help="Id of the new key (default k<N>).")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 20000), help="Rows per transaction.")
+def keys_rotate(resume: bool, key_id: str | None, batch: int) -> None:
+    """Add a key, make it active and re-encrypt every sealed value under it, in batches, while the hub serves."""
+    from hub.privacy.rotation import rotate
+
+    settings = get_settings()
+    _migrate(settings.database_url)
+
+    async def go():
+        async with _database_with_progress() as (db, bars):
+            return await rotate(db, settings, key_id=key_id, resume=resume, batch=batch, progress=bars)
+
+    active, report = _run(go())
+    click.echo(f"active key {active}: {report.rewritten} rows re-encrypted; {_report_line(report)}", err=True)
+    if report.old(active):
+        raise click.ClickException(f"{report.old(active)} values are still under older keys (a busy hub wrote them "
+                                   "meanwhile): run `hub keys rotate --resume` again")
+    click.echo("older keys are kept until `hub keys retire` confirms no value needs them", err=True)
+
+
+@keys.command("retire")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 20000))
+def keys_retire(batch: int) -> None:
+    """Remove the keys no stored value is sealed under any more (checks every value first)."""
+    from hub.privacy.rotation import retire
+
+    settings = get_settings()
+
+    async def go():
+        async with _database_with_progress() as (db, bars):
+            return await retire(db, settings, batch=batch, progress=bars)
+
+    retired, report = _run(go())
+    click.echo(f"retired {', '.join(retired) or 'no key'}; {_report_line(report)}", err=True)
+
+
+@keys.command("status")
+def keys_status() -> None:
+    """Count the stored sealed values per key id (and clear values still to seal); prints no key material."""
+    from hub.privacy.rotation import walk
+    from hub.privacy.sealing import sealer
+
+    async def go():
+        async with _database_with_progress() as (db, bars):
+            return await walk(db, fix=False, progress=bars)
+
+    report = _run(go())
+    click.echo(json.dumps({"active": sealer().ring.active_id, "keys": [kid for kid, _ in sealer().ring.enc_keys],
+                           "sealed_by_key": dict(report.by_key), "clear": report.clear, "rows": report.rows}))
+
 
 if __name__ == "__main__":
     main()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -17,6 +18,18 @@ def _exact_rules(text: str | None) -> tuple[tuple[str, ...], ...]:
     if not text:
         return DEFAULT_EXACT_RULES
     return tuple(tuple(a.strip() for a in rule.split("+") if a.strip()) for rule in text.split(";") if rule.strip())
+
+
+# person attributes stored encrypted (hub.privacy.sealing): the ones the hub can seal, by default
+DEFAULT_ENCRYPTED = frozenset({"national_id", "date_of_birth"})
+
+
+def _encrypted(text: str | None) -> frozenset[str]:
+    """Parse `national_id,date_of_birth` (or camelCase names; `none` for none) into snake_case names."""
+    if text is None:
+        return DEFAULT_ENCRYPTED
+    names = [t.strip() for t in text.split(",") if t.strip() and t.strip().lower() != "none"]
+    return frozenset(re.sub(r"(?<!^)([A-Z])", r"_\1", n).lower() for n in names)
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,8 @@ class Settings:
     key_file: str = "./hub.keys"
     # days a source system has to acknowledge an erasure task before it is listed as overdue
     erasure_task_days: int = 30
+    # attributes sealed at rest (checked against hub.privacy.sealing.SEALABLE when the sealer is configured)
+    encrypted_attributes: frozenset[str] = DEFAULT_ENCRYPTED
 
 
 @lru_cache(maxsize=1)
@@ -58,4 +73,5 @@ def get_settings() -> Settings:
         keys=env.get("HUB_KEYS") or None,
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",
         erasure_task_days=int(env.get("HUB_ERASURE_TASK_DAYS", "30")),
+        encrypted_attributes=_encrypted(env.get("HUB_ENCRYPTED_ATTRIBUTES")),
     )

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.sql import FromClause
+from sqlalchemy.types import TypeDecorator
 
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
 ANALYZE_MIN_ROWS = 5_000
@@ -173,11 +174,21 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
         await session.execute(table.insert(), rows)
         return
     columns = list(rows[0])
-    as_json = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, JSON)]
+    dialect = session.bind.dialect
+    # COPY bypasses SQLAlchemy's types: apply their bind processing (sealing of personal values included)
+    decorated = {i: table.c[c].type for i, c in enumerate(columns) if isinstance(table.c[c].type, TypeDecorator)
+                 and type(table.c[c].type).process_bind_param is not TypeDecorator.process_bind_param}
+    as_json = {i for i, c in enumerate(columns)
+               if isinstance(table.c[c].type, JSON) or isinstance(getattr(table.c[c].type, "impl", None), JSON)}
     records = [tuple(r.values()) for r in rows]
-    if as_json:
-        records = [tuple(json.dumps(v) if i in as_json and v is not None else v for i, v in enumerate(rec))
-                   for rec in records]
+    if decorated or as_json:
+        def convert(i: int, v: Any) -> Any:
+            if v is None:
+                return None
+            if i in decorated:
+                v = decorated[i].process_bind_param(v, dialect)
+            return json.dumps(v) if i in as_json and v is not None else v
+        records = [tuple(convert(i, v) for i, v in enumerate(rec)) for rec in records]
     raw = await (await session.connection()).get_raw_connection()
     await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns)
 

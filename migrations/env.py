@@ -20,6 +20,13 @@ def _url() -> str:
 
 
 def _configure(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # SQLite alters a table by copying it, dropping the original and renaming the copy: with foreign keys
+        # enforced, dropping a table other tables refer to fails. Switched off before the migration's
+        # transaction begins (the pragma is a no-op inside one), for this connection only.
+        cursor = connection.connection.dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
     context.configure(
         connection=connection,
         target_metadata=target_metadata,

@@ -18,6 +18,7 @@ from hub.config import Settings, get_settings
 from hub.db import Database, Reads
 from hub.ingest.matcher import load_scorer
 from hub.access.tokens import Principal, authenticate
+from hub.privacy.sealing import configure as configure_sealing, verify_keys
 from schema.build import build_schema
 from schema.context import Context, FieldForbidden, Services
 from schema.loaders import Loaders
@@ -111,6 +112,7 @@ def build_services(settings: Settings | None = None, *, db: Database | None = No
                    authorizer: Authorizer | None = None, scorer: Any = None) -> Services:
     """Wire the hub's long-lived parts from settings."""
     settings = settings or get_settings()
+    configure_sealing(settings)  # encryption at rest: the process's keys, before any read or write
     return Services(db=db or Database(settings.database_url, echo=settings.sql_echo), settings=settings,
                     authorizer=authorizer or Authorizer(), scorer=scorer)
 
@@ -129,6 +131,7 @@ def create_app(services: Services | None = None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):
+        await verify_keys(services.db)  # keys that cannot open the stored values stop the start, clearly
         reads = Reads(services.db)
         try:
             await services.refresh_policy(reads)  # the stored policy, before the first request

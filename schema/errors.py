@@ -9,6 +9,8 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from hub.errors import HubError
+from hub.models.types import SealingNotConfigured
+from hub.privacy.keys import KeyMaterialError
 
 log = logging.getLogger("hub")
 
@@ -31,7 +33,16 @@ def operation(fn: Callable) -> Callable:
     return wrapper
 
 
+# stored values the configured keys cannot open: an operator's problem, reported as such (never the value)
+KEY_ERRORS = (KeyMaterialError, SealingNotConfigured)
+KEYS_UNAVAILABLE = ("stored personal data cannot be decrypted with the keys this server holds; "
+                    "an operator must configure the key that sealed it (see the server log)")
+
+
 def _unexpected(error: GraphQLError) -> bool:
+    if isinstance(error.original_error, KEY_ERRORS):
+        log.error("key material: %s (at %s)", error.original_error, error.path)
+        return True
     if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
         log.error("unexpected error at %s", error.path, exc_info=error.original_error)
         return True
@@ -45,6 +56,9 @@ class HubMaskErrors(MaskErrors):
         super().__init__(should_mask_error=_unexpected, error_message="Internal server error.")
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        if isinstance(error.original_error, KEY_ERRORS):
+            return GraphQLError(KEYS_UNAVAILABLE, nodes=error.nodes, path=error.path,
+                                extensions={"code": "KEYS_UNAVAILABLE"})
         masked = super().anonymise_error(error)
         masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
         return masked

@@ -16,6 +16,7 @@ from strawberry.scalars import JSON
 from authz import Access, mask
 from hub.errors import BadInput
 from hub.golden.attributes import API_NAME, ATTRIBUTES, STORAGE_NAME, as_text
+from hub.privacy.sealing import sealer
 
 
 def encode_cursor(kind: str, value: int) -> str:
@@ -238,7 +239,9 @@ class AttributeLineage:
     def value(self, info: strawberry.Info) -> str | None:
         # the golden value of an attribute: visible only as both this field and that attribute allow
         access = _value_access(info, "AttributeLineage", "value", self.row.field)
-        return _guarded("AttributeLineage", "value", self.row.value, info, access)
+        # stored sealed for the encrypted attributes: opened only for a caller who may see something of it
+        value = None if access is Access.DENY else sealer().open_lineage(self.row.field, self.row.value)
+        return _guarded("AttributeLineage", "value", value, info, access)
 
     @strawberry.field(description="The source record that supplied the value; null for a steward override.")
     async def source_record(self, info: strawberry.Info) -> SourceRecord | None:

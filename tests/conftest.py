@@ -23,6 +23,7 @@ from hub.config import Settings, get_settings
 from hub.db import Database
 from hub.ingest.matcher import default_scorer
 from hub.ops.migrate import upgrade
+from hub.privacy.sealing import configure as configure_sealing
 from hub.access.tokens import create_token
 from schema.app import build_services, create_app
 
@@ -89,6 +90,7 @@ def hub_cli(db_url, monkeypatch):
 
 @pytest.fixture
 async def db(db_url):
+    configure_sealing(Settings(database_url=db_url, keys=TEST_KEYS))  # encryption at rest on, as by default
     database = Database(db_url)
     if not database.sqlite:
         async with database.engine.begin() as conn:

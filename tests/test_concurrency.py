@@ -9,6 +9,7 @@ from hub.config import Settings
 from hub.db import Database
 from hub.models import ACTIVE, Customer, SourceRecord, SourceSystem
 from hub.ingest.records import RecordInput, register_batch
+from tests.conftest import TEST_KEYS
 from tests.helpers import add_system, rec, register
 
 
@@ -16,7 +17,7 @@ async def test_concurrent_clients_for_the_same_keys_create_each_record_once(admi
     await add_system(admin)
     # several "server processes": each its own engine and pool, so only the database can keep order
     others = [Database(db_url) for _ in range(3)]
-    settings = Settings(database_url=db_url)
+    settings = Settings(database_url=db_url, keys=TEST_KEYS)
     batches = [[RecordInput(f"K{i}", {"email": f"u{i}@x.org", "givenName": f"N{j}"}) for i in range(20)]
                for j in range(6)]
     try:

@@ -21,7 +21,7 @@ from hub.models import Event
 from hub.access.policy import add_row, remove_row
 from hub.access.tokens import revoke_tokens
 from schema.app import build_services, create_app
-from tests.conftest import TABLES, Gql, mint
+from tests.conftest import TABLES, TEST_KEYS, Gql, mint
 from tests.helpers import REGISTER, add_system, rec, register
 
 ROLES = ("admin", "steward", "reader", "source")
@@ -92,7 +92,7 @@ async def world(world_url):
     if not database.sqlite:
         async with database.engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
-    services = build_services(Settings(database_url=database.url), db=database, authorizer=Authorizer(),
+    services = build_services(Settings(database_url=database.url, keys=TEST_KEYS), db=database, authorizer=Authorizer(),
                               scorer=default_scorer())
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(services)),
                                  base_url="http://hub") as client:

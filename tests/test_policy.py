@@ -16,7 +16,7 @@ from hub.access.policy import _changed, _columns
 from hub.access.policy import POLICY_CHANGED, REVISION, RULE, add_row, current_revision, list_rows, remove_row
 from schema.app import build_services
 from schema.context import UNAVAILABLE
-from tests.conftest import Gql, mint
+from tests.conftest import TEST_KEYS, Gql, mint
 from tests.helpers import add_system, rec, register
 
 DENY_EMAIL = ("p", "reader", "Customer.email", "read", "deny")
@@ -213,7 +213,7 @@ async def test_empty_policy_table_falls_back_to_the_default_file_and_says_so(ser
 
 async def test_missing_policy_tables_fall_back_to_the_default_file_and_say_so(tmp_path, caplog):
     url = f"sqlite+aiosqlite:///{tmp_path / 'unmigrated.db'}"
-    services = build_services(Settings(database_url=url), authorizer=Authorizer([("p", "x", "*", "call", "allow")]))
+    services = build_services(Settings(database_url=url, keys=TEST_KEYS), authorizer=Authorizer([("p", "x", "*", "call", "allow")]))
     try:
         with caplog.at_level(logging.WARNING, logger="hub"):
             await _refreshed(services)

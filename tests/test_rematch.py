@@ -9,6 +9,7 @@ from sqlalchemy import select
 from hub.config import get_settings
 from hub.models import MANUAL_MERGE, NOT_A_MATCH, SPLIT, Customer, Event
 from hub.ops.rematch import Rule, apply_rematch, model_in_use, plan_rematch, reconcile
+from hub.privacy.sealing import SEALABLE, sealer
 from tests.helpers import CUSTOMER, add_system, rec, register
 from tests.test_stewardship import MERGE
 from tests.test_stewardship import SPLIT as SPLIT_MUTATION
@@ -208,13 +209,19 @@ async def _snapshot(session, first_new: int) -> dict:
             return x
         return new.setdefault(x, f"new{len(new)}")
 
+    # sealed values differ by their random nonces: compared opened (the raw SQL reads them as stored)
+    seal = sealer()
+
+    def opened(r):
+        return {k: seal.value(k, v) if k in SEALABLE and v is not None else v for k, v in r.items()}
+
     out = {}
     rows = (await session.execute(text("SELECT * FROM customer ORDER BY id"))).mappings().all()
-    out["customer"] = [{**r, "id": cid(r["id"]), "merged_into": cid(r["merged_into"]),
+    out["customer"] = [{**opened(r), "id": cid(r["id"]), "merged_into": cid(r["merged_into"]),
                         "updated_at": None, "created_at": None} for r in rows]
     out["records"] = [(r[0], cid(r[1])) for r in await session.execute(
         text("SELECT id, customer_id FROM source_record ORDER BY id"))]
-    out["lineage"] = sorted(((cid(r[0]), *r[1:]) for r in await session.execute(
+    out["lineage"] = sorted(((cid(r[0]), r[1], seal.open_lineage(r[1], r[2]), *r[3:]) for r in await session.execute(
         text("SELECT customer_id, field, value, source_record_id, rule, actor FROM lineage"))), key=str)
 
     def ids_in(changes):        # the keys of rematch events that name golden records
@@ -223,7 +230,8 @@ async def _snapshot(session, first_new: int) -> dict:
                     else ids_in(v) for k, v in changes.items()}
         return changes
 
-    out["events"] = [(cid(r[0]), r[1], r[2], json.dumps(ids_in(r[3] if isinstance(r[3], dict) else json.loads(r[3])),
+    out["events"] = [(cid(r[0]), r[1], r[2], json.dumps(ids_in(seal.open_document(
+                          "changes", r[3] if isinstance(r[3], dict) else json.loads(r[3]))),
                                                         sort_keys=True, default=str))
                      for r in await session.execute(text("SELECT customer_id, kind, actor, changes FROM event ORDER BY id"))]
     out["rules"] = sorted(tuple(map(str, r)) for r in await session.execute(
@@ -238,8 +246,8 @@ async def _one_by_one(session, changes, now):
     from sqlalchemy import insert, update
 
     from hub.golden.values import recompute
-    from hub.models import ACTIVE, SourceRecord
     from hub.ingest.records import merge_into
+    from hub.models import ACTIVE, SourceRecord
     from hub.ops.rematch import _causes
 
     targets = [t for c in changes for t in c.targets]

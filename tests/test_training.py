@@ -8,6 +8,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from hub import cli
+from tests.conftest import TEST_KEYS
 from hub.config import get_settings
 from hub.ingest.matcher import load_scorer
 from hub.models import MatchModelVersion
@@ -85,6 +86,7 @@ def test_complete_fills_untrained_levels_and_keeps_each_comparison_summing_to_on
 async def test_cli_train_dry_run_prints_a_summary_and_stores_nothing(db, settings, monkeypatch):
     await _load(db, settings, 60)
     monkeypatch.setenv("HUB_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HUB_KEYS", TEST_KEYS)
     get_settings.cache_clear()
     try:
         # the command starts its own event loop: run it in a worker thread

@@ -25,6 +25,7 @@ from hub.config import get_settings
 from hub.db import any_of, bulk_insert, value_rows
 from hub.models import ACTIVE, RETIRED, Customer, Event, Lineage, SourceRecord, SourceSystem
 from hub.golden.survivorship import STEWARD_OVERRIDE, Contribution, Outcome, resolve_rules, survive
+from hub.privacy.sealing import SEALABLE, sealer
 
 SR, CUSTOMER, LINEAGE, EVENT, SYSTEM = (SourceRecord.__table__, Customer.__table__, Lineage.__table__,
                                        Event.__table__, SourceSystem.__table__)
@@ -58,9 +59,10 @@ async def write_fresh(session: AsyncSession, outcomes: Mapping[int, Outcome], re
         record_of: stand-in id -> the source record's real id.
     """
     lineage, events = [], []
+    seal = sealer()
     for cid, outcome in outcomes.items():
-        lineage += [{"customer_id": cid, "field": f, "value": as_text(c.value), "source_record_id": record_of[c.record_id],
-                     "rule": c.rule} for f, c in outcome.lineage.items()]
+        lineage += [{"customer_id": cid, "field": f, "value": seal.seal_lineage(f, as_text(c.value)),
+                     "source_record_id": record_of[c.record_id], "rule": c.rule} for f, c in outcome.lineage.items()]
         events.append({"customer_id": cid, "kind": "CREATED", "at": now, "actor": actor, "note": None, "changes": {
             "fields": {API_NAME[a]: as_text(v) for a, v in outcome.values.items()}, "version": 1,
             **{k: v for k, v in causes[cid].items() if v}}})
@@ -98,10 +100,12 @@ async def recompute(session: AsyncSession, causes: Mapping[int, Mapping[str, obj
         members[r[1]].append(contribution(r))
     # the golden records and their lineage in one round trip (a row per lineage field)
     state = GoldenState()
+    seal = sealer()
     for r in await session.execute(_CURRENT, {"ids": ids}):
         state.current[r.id] = r
         if r.field is not None:
-            state.lineage[r.id][r.field] = (r.lineage_value, r.source_record_id, r.rule, r.actor)
+            state.lineage[r.id][r.field] = (seal.open_lineage(r.field, r.lineage_value), r.source_record_id, r.rule,
+                                            r.actor)
     writes = plan_golden(causes, members, state, actor=actor, now=now, note=note, kind=kind, overrides=overrides)
     if writes.updates:
         await session.execute(_UPDATE_CUSTOMER, [
@@ -162,9 +166,10 @@ async def read_golden(session: AsyncSession, ids: Sequence[int]) -> GoldenState:
         return state
     state.current = {r.id: r for r in await session.execute(
         select(CUSTOMER.c.id, *(CUSTOMER.c[c] for c in _CUSTOMER_COLUMNS)).where(any_of(session, CUSTOMER.c.id, ids)))}
-    for cid, f, *rest in await session.execute(select(*(LINEAGE.c[c] for c in _LINEAGE_COLUMNS))
-                                               .where(any_of(session, LINEAGE.c.customer_id, ids))):
-        state.lineage[cid][f] = tuple(rest)
+    seal = sealer()
+    for cid, f, value, *rest in await session.execute(select(*(LINEAGE.c[c] for c in _LINEAGE_COLUMNS))
+                                                      .where(any_of(session, LINEAGE.c.customer_id, ids))):
+        state.lineage[cid][f] = (seal.open_lineage(f, value), *rest)
     return state
 
 
@@ -178,6 +183,7 @@ def plan_golden(causes: Mapping[int, Mapping[str, object]], members: Mapping[int
     """
     out = into if into is not None else GoldenWrites()
     rules = resolve_rules(get_settings().survivorship)
+    seal = sealer()
     for cid in causes:
         cur = state.current[cid]
         if cur.status != ACTIVE:
@@ -196,7 +202,9 @@ def plan_golden(causes: Mapping[int, Mapping[str, object]], members: Mapping[int
                    for a in ATTRIBUTES if getattr(cur, a) != values.get(a)}
         new_lineage = {f: (as_text(c.value), c.record_id, c.rule, kept[f][1] if c.rule == STEWARD_OVERRIDE else None)
                        for f, c in outcome.lineage.items()} if outcome else {}
-        out.lineage += [(cid, f, *row) for f, row in new_lineage.items() if before.get(f) != row]
+        # compared in clear, stored sealed
+        out.lineage += [(cid, f, seal.seal_lineage(f, row[0]), *row[1:]) for f, row in new_lineage.items()
+                        if before.get(f) != row]
         out.gone += [(cid, f) for f in before if f not in new_lineage]
         what = {k: v for k, v in causes[cid].items() if v}
         status = ACTIVE if recs else RETIRED
@@ -217,7 +225,11 @@ def plan_golden(causes: Mapping[int, Mapping[str, object]], members: Mapping[int
 async def write_golden(session: AsyncSession, writes: GoldenWrites, *, now: dt.datetime) -> None:
     """Write recomputed golden records, lineage and events: one statement each, whatever their number."""
     if writes.updates:
-        cols = list(zip(*writes.updates, strict=True))
+        seal = sealer()
+        # sealed here: the SQLite form of value_rows (one JSON parameter) bypasses the column types
+        cols = list(zip(*[(cid, version, status, *(None if v is None else seal.stored(a, v) if a in SEALABLE else v
+                                                    for a, v in zip(ATTRIBUTES, values, strict=True)))
+                          for cid, version, status, *values in writes.updates], strict=True))
         v = value_rows(session, {"id": (BigInteger, cols[0]), **{
             c: (CUSTOMER.c[c].type, col) for c, col in zip(_CUSTOMER_COLUMNS, cols[1:], strict=True)}})
         await session.execute(update(CUSTOMER).where(CUSTOMER.c.id == v.c.id).values(

@@ -15,6 +15,7 @@ from matching.features import features
 
 from hub.db import Database
 from hub.models import MatchModelVersion
+from hub.privacy.sealing import sealer
 
 log = logging.getLogger("hub")
 
@@ -34,7 +35,8 @@ class ModelScorer:
     def prepare(self, values: Mapping[str, Any]) -> tuple[Prepared, set[str], dict[str, Any]]:
         """Derive one record's comparison features (to store) and blocking keys, from one feature row."""
         row = features(matching_view(values))
-        return self.model.prepare_row(row), keys_from_features(row), row
+        # stored and looked up as keyed hashes: a key holds names, dates of birth, national ids
+        return self.model.prepare_row(row), sealer().block_keys(keys_from_features(row)), row
 
     def from_features(self, row: Mapping[str, Any]) -> Prepared:
         """Rebuild a stored record's features without normalising it again."""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,6 +26,7 @@ from hub.ingest.standardise import FieldError, SystemProfile, standardise
 from hub.golden.stewardship_rules import carry_overrides, follow_merges, has_rules, load_steward_memory
 from hub.golden.survivorship import Contribution, resolve_rules, survive
 from hub.ingest.systems import system_settings
+from hub.privacy.sealing import HASHED, lookup, sealer
 
 UNCHANGED, REJECTED, ERASED = "UNCHANGED", "REJECTED", "ERASED"
 SR = SourceRecord.__table__
@@ -78,9 +78,13 @@ class _Item:
 
 
 def content_hash(raw: Mapping[str, Any]) -> str:
-    """Hash the raw attributes so an identical resend is recognised."""
+    """Hash the raw attributes so an identical resend is recognised.
+
+    A keyed hash (HMAC): a plain hash of a payload holding little but a national id or a birth date could be
+    reversed by trying every value.
+    """
     text = json.dumps({k: v for k, v in raw.items() if v is not None}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return sealer().ring.keyed_hash(text, purpose="content")
 
 
 def _aware(ts: dt.datetime | None, default: dt.datetime) -> dt.datetime:
@@ -122,7 +126,7 @@ async def _load_candidates(session: AsyncSession, planner: Planner, items: list[
     for i, rule in enumerate(settings.exact_rules):
         firsts = sorted({k[2] for it in items for k in it.profile.exact if k[1] == i})
         if firsts:
-            conditions.append(SR.c[rule[0]].in_(firsts))
+            conditions.append(lookup(SR, rule[0], firsts))
     shared = await candidate_keys(session, blocking)
     if shared:
         conditions.append(id_condition(session, list(shared)))
@@ -236,12 +240,13 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
     if merges:
         await merge_into(session, merges, actor=actor, now=now, reason="linked by a registration")
 
+    seal = sealer()
     new_rows = [it for it in work if it.existing is None]
     if new_rows:
         ids = (await session.execute(_INSERT_RECORDS, [
             {"system": src.name, "key": it.key, "customer_id": final(it.placement.label), "raw": it.raw,
              "content_hash": it.content_hash, "updated_at": it.updated_at, "received_at": now,
-             "match_features": it.profile.features,
+             "match_features": it.profile.features, **seal.hashes(it.values),
              **{a: it.values.get(a) for a in ATTRIBUTES}} for it in new_rows])).scalars().all()
         for it, rid in zip(new_rows, ids, strict=True):
             it.record_id = rid
@@ -251,10 +256,12 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
         await session.execute(
             update(SR).where(SR.c.id == bindparam("_id")).values(
                 {c: bindparam("b_" + c) for c in ("customer_id", "raw", "content_hash", "updated_at", "received_at",
-                                                  "match_features", *ATTRIBUTES)}),
+                                                  "match_features", *ATTRIBUTES,
+                                                  *(f"{a}_hash" for a in HASHED))}),
             [binds({"customer_id": final(it.placement.label), "raw": it.raw, "content_hash": it.content_hash,
                     "updated_at": it.updated_at, "received_at": now, "match_features": it.profile.features,
-                    **{a: it.values.get(a) for a in ATTRIBUTES}}, _id=it.existing.id) for it in changed])
+                    **seal.hashes(it.values), **{a: it.values.get(a) for a in ATTRIBUTES}}, _id=it.existing.id)
+             for it in changed])
         for it in changed:
             it.record_id = it.existing.id
     if planner.scorer is not None:

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from hub.models.types import BigId, UTCDateTime, utcnow
+from hub.models.types import BigId, SealedJSON, UTCDateTime, utcnow
 
 
 class Event(SQLModel, table=True):
@@ -20,4 +20,5 @@ class Event(SQLModel, table=True):
     at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
     actor: str = Field(max_length=200)
     note: str | None = Field(default=None)
-    changes: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # attribute values (before/after) of the sealed attributes are sealed at rest (hub.privacy.sealing)
+    changes: dict[str, Any] | None = Field(default=None, sa_type=SealedJSON("changes"))

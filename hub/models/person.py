@@ -5,11 +5,14 @@ import datetime as dt
 
 from sqlmodel import Field, SQLModel
 
+from hub.models.types import SealedAttribute
+
 
 class PersonColumns(SQLModel):
     given_name: str | None = Field(default=None, max_length=200)
     family_name: str | None = Field(default=None, max_length=200)
-    date_of_birth: dt.date | None = Field(default=None)
+    # sealed at rest when HUB_ENCRYPTED_ATTRIBUTES names them (hub.privacy.sealing); read back in clear
+    date_of_birth: dt.date | None = Field(default=None, sa_type=SealedAttribute("date_of_birth"))
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=32)
     address_line1: str | None = Field(default=None, max_length=300)
@@ -18,4 +21,4 @@ class PersonColumns(SQLModel):
     postcode: str | None = Field(default=None, max_length=32)
     region: str | None = Field(default=None, max_length=200)
     country: str | None = Field(default=None, max_length=2)
-    national_id: str | None = Field(default=None, max_length=64)
+    national_id: str | None = Field(default=None, sa_type=SealedAttribute("national_id"))

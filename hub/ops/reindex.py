@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select
 from hub.ingest.blocking import BK, SR
 from hub.db import Database, any_of, bulk_insert
 from hub.ingest.matcher import matching_view
+from hub.privacy.sealing import sealer
 from matching.blocking import keys_from_features
 from matching.features import ATTRIBUTES, features
 
@@ -53,7 +54,8 @@ async def reindex_keys(db: Database, *, batch: int = 2000,
             for rid, key in await session.execute(select(BK.c.source_record_id, BK.c.key).where(of_batch)):
                 stored[rid].add(key)
             # exactly what registration derives (hub.ingest.matcher.ModelScorer.prepare), from the stored columns
-            wanted = {r.id: keys_from_features(features(matching_view(r._mapping))) for r in rows}
+            seal = sealer()
+            wanted = {r.id: seal.block_keys(keys_from_features(features(matching_view(r._mapping)))) for r in rows}
             changed = [rid for rid in ids if wanted[rid] != stored[rid]]
             if changed:
                 await session.execute(delete(BK).where(any_of(session, BK.c.source_record_id, changed)))

@@ -78,6 +78,8 @@ from hub.models.matching import MatchCandidate, MatchModelVersion
 from hub.ingest.records import merge_writes
 from hub.golden.stewardship_rules import carry_overrides
 from hub.golden.survivorship import STEWARD_OVERRIDE
+from hub.privacy.keys import is_sealed
+from hub.privacy.sealing import SEALABLE, sealer
 from hub.ops.training import RECORD_SCHEMA, count_records, default_model_json, record_batches
 
 SR, CUSTOMER, RULE, MODEL, MC, LINEAGE, EVENT = (
@@ -388,8 +390,8 @@ async def _copy_records(db: Database) -> pa.Table:
     """id, attributes (dates as ISO text) and customer_id of every source record, by COPY ... TO STDOUT (CSV)."""
     from pyarrow import csv
 
-    columns = ["id"] + [f"to_char({a}, 'YYYY-MM-DD')" if a == "date_of_birth" else a for a in ATTRIBUTES] \
-        + ["customer_id"]
+    # the sealed attributes arrive as stored (sealed, or ISO text) and are opened below, column by column
+    columns = ["id", *ATTRIBUTES, "customer_id"]
     names = ["id", *ATTRIBUTES, "customer_id"]
     chunks: list[bytes] = []
 
@@ -403,11 +405,24 @@ async def _copy_records(db: Database) -> pa.Table:
     data = b"".join(chunks)
     chunks.clear()
     # NULL is an unquoted empty field, an empty string a quoted one
-    return csv.read_csv(pa.py_buffer(data), read_options=csv.ReadOptions(column_names=names),
+    table = csv.read_csv(pa.py_buffer(data), read_options=csv.ReadOptions(column_names=names),
                         parse_options=csv.ParseOptions(newlines_in_values=True),
                         convert_options=csv.ConvertOptions(
                             column_types={n: pa.int64() if n in ("id", "customer_id") else pa.string() for n in names},
                             strings_can_be_null=True, quoted_strings_can_be_null=False))
+    return open_columns(table)
+
+
+def open_columns(table: pa.Table) -> pa.Table:
+    """Open the sealed attribute columns of an arrow table read around the column types (COPY)."""
+    seal = sealer()
+    for attr in SEALABLE:
+        i = table.schema.get_field_index(attr)
+        values = table.column(i).to_pylist()
+        if any(v is not None and is_sealed(v) for v in values):
+            table = table.set_column(i, attr, pa.array([seal.open(attr, v) if v is not None else None
+                                                        for v in values], pa.string()))
+    return table
 
 
 def _touched(ids: pa.Array, golden: pa.Array, clustered: pa.Table) -> tuple[dict[int, int], dict[int, int], dict]:

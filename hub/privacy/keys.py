@@ -21,7 +21,7 @@ import os
 import re
 import secrets
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -57,6 +57,17 @@ class KeyRing:
                 return material
         raise KeyMaterialError(f"no key with id {key_id!r} is configured")
 
+    @cached_property
+    def _aeads(self) -> dict[str, AESGCM]:
+        # one cipher object per key: building it costs more than sealing a short value
+        return {kid: AESGCM(material) for kid, material in self.enc_keys}
+
+    def _aead(self, key_id: str) -> AESGCM:
+        aead = self._aeads.get(key_id)
+        if aead is None:
+            raise KeyMaterialError(f"no key with id {key_id!r} is configured")
+        return aead
+
     def keyed_hash(self, value: str, *, purpose: str) -> str:
         """Return the hex HMAC of a value, separated by purpose (equal values hash equal within one purpose)."""
         return hmac.new(self.hash_key, f"{purpose}\x1f{value}".encode(), hashlib.sha256).hexdigest()
@@ -64,7 +75,7 @@ class KeyRing:
     def encrypt(self, plaintext: str, *, context: str) -> str:
         """Encrypt under the active key; `context` (e.g. the column) is authenticated, not stored."""
         nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(self.enc_keys[-1][1]).encrypt(nonce, plaintext.encode(), context.encode())
+        sealed = self._aead(self.active_id).encrypt(nonce, plaintext.encode(), context.encode())
         return f"{CIPHER_PREFIX}:{self.active_id}:{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, token: str, *, context: str) -> str:
@@ -72,7 +83,7 @@ class KeyRing:
         key_id, body = key_id_of(token), token.split(":", 2)[2]
         try:
             raw = base64.b64decode(body, validate=True)
-            opened = AESGCM(self.key(key_id)).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
+            opened = self._aead(key_id).decrypt(raw[:NONCE_BYTES], raw[NONCE_BYTES:], context.encode())
         except (InvalidTag, binascii.Error, ValueError) as e:
             raise KeyMaterialError(f"a stored value does not open with key {key_id!r}") from e
         return opened.decode()

@@ -15,6 +15,7 @@ from hub.errors import BadInput
 from hub.ingest.linking import Planner, rule_name
 from hub.models import ACTIVE, Customer, SourceRecord
 from hub.ingest.standardise import SystemProfile, standardise
+from hub.privacy.sealing import lookup
 
 SR, CUSTOMER = SourceRecord.__table__, Customer.__table__
 
@@ -69,7 +70,7 @@ async def find_customers(*, session, attributes: Mapping[str, Any], settings: Se
         # nothing to look candidates up by: say what would do, rather than answer an empty list
         raise BadInput("these attributes alone cannot be looked up: give a family name (with the given name), "
                        "or an email, phone or national id, or a name with a date of birth or postcode")
-    conditions = [SR.c[rule[0]] == key[2] for key in probe.exact for rule in [settings.exact_rules[key[1]]]]
+    conditions = [lookup(SR, rule[0], [key[2]]) for key in probe.exact for rule in [settings.exact_rules[key[1]]]]
     shared = await candidate_keys(session, probe.blocking)
     if shared:
         conditions.append(id_condition(session, list(shared)))
