@@ -76,11 +76,28 @@ def _unexpected(error: GraphQLError) -> bool:
     return False
 
 
+def _code_of(error: GraphQLError) -> str:
+    """The code of an error graphql-core raised before any resolver ran (a document that does not parse
+    never reaches the operation's extensions: strawberry answers it before them)."""
+    if error.path is not None or error.message.startswith("Variable '$"):
+        return "BAD_USER_INPUT"
+    return "GRAPHQL_VALIDATION_FAILED"
+
+
 class HubMaskErrors(MaskErrors):
     """Mask unexpected exceptions as INTERNAL_SERVER_ERROR; keep the caller's own errors readable."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=_unexpected, error_message="Internal server error.")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        """Mask the unexpected; give every error the caller caused a code, also those graphql-core raises itself
+        (a variable its scalar cannot read: BAD_USER_INPUT; a document that does not validate)."""
+        processed = super()._process_errors(errors)
+        for error in processed:
+            if not (error.extensions or {}).get("code"):
+                error.extensions = {**(error.extensions or {}), "code": _code_of(error)}
+        return processed
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         masked = super().anonymise_error(error)

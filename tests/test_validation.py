@@ -261,3 +261,21 @@ async def test_a_cursor_the_hub_made_still_pages_as_admin(admin):
     rest = (await admin("query($c: String) { customers(first: 2, after: $c) { edges { node { id } } } }",
                         c=page["pageInfo"]["endCursor"]))["customers"]
     assert len(rest["edges"]) == 1
+
+
+@pytest.mark.parametrize("query, variables, code", [
+    ('query($d: DateTime) { customer(id: "1", asOf: $d) { id } }', {"d": "2026-13-45"}, "BAD_USER_INPUT"),
+    ('query($n: Int!) { customers(first: $n) { edges { cursor } } }', {"n": 2**40}, "BAD_USER_INPUT"),
+    ('query($k: String!) { sourceRecord(system: "crm", key: $k) { key } }', {"k": 7}, "BAD_USER_INPUT"),
+    ('{ customers(first: 99999999999) { edges { cursor } } }', {}, "GRAPHQL_VALIDATION_FAILED"),
+    ('{ nope }', {}, "GRAPHQL_VALIDATION_FAILED"),
+])
+async def test_scalar_graphql_cannot_read_as_admin_has_a_code(admin, query, variables, code):
+    body = await post(admin, query, **variables)
+    assert codes(body) == [code], body
+
+
+@pytest.mark.parametrize("ids", [[], ["1"], [str(i) for i in range(1, 103)]])
+async def test_merge_of_fewer_than_two_or_too_many_ids_as_admin_is_bad_user_input(admin, ids):
+    body = await post(admin, "mutation($ids: [ID!]!) { mergeCustomers(ids: $ids) { id } }", ids=ids)
+    assert codes(body) == ["BAD_USER_INPUT"], body
