@@ -61,6 +61,10 @@ _EPOCH_MIN = dt.datetime(1, 1, 2, tzinfo=dt.UTC)
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 _ALLOWED_CONTROLS = {IDENTIFIER: frozenset(), TEXT: frozenset("\t\n\r"), MULTILINE: frozenset("\t\n\r")}
 _PLAIN = re.compile(r"[ -~]*")                  # printable ASCII: the common case, checked at C speed
+# every character text of any kind may not hold, but tab and line breaks: searched at C speed
+_NONCHARACTERS = "".join(f"{chr(plane + 0xFFFE)}{chr(plane + 0xFFFF)}" for plane in range(0x10000, 0x110000, 0x10000))
+_SUSPECT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069"
+                      "\ufdd0-\ufdef\ufffe\uffff" + _NONCHARACTERS + "]")
 
 
 def _bad_character(ch: str, kind: str) -> str | None:
@@ -91,6 +95,9 @@ def text_problem(value: object, limit: Limit) -> str | None:
         return f"must be at most {limit.chars} characters (got {len(value)})"
     if _PLAIN.fullmatch(value):
         return None
+    if limit.kind != IDENTIFIER:
+        found = _SUSPECT.search(value)
+        return None if found is None else _bad_character(found.group(), limit.kind)
     for ch in value:
         if not " " <= ch <= "~" and (why := _bad_character(ch, limit.kind)) is not None:
             return why
