@@ -279,3 +279,18 @@ async def test_scalar_graphql_cannot_read_as_admin_has_a_code(admin, query, vari
 async def test_merge_of_fewer_than_two_or_too_many_ids_as_admin_is_bad_user_input(admin, ids):
     body = await post(admin, "mutation($ids: [ID!]!) { mergeCustomers(ids: $ids) { id } }", ids=ids)
     assert codes(body) == ["BAD_USER_INPUT"], body
+
+
+@pytest.mark.parametrize("read", ['customer(id: "1") { id lineage { field } sourceRecords { key } history { kind } }',
+                                  'customer(id: "1", asOf: "2026-01-01T00:00:00Z") { id version }',
+                                  "customers(first: 5) { edges { node { id } } }"])
+async def test_a_refused_field_beside_reads_as_admin_leaves_later_requests_working(admin, read):
+    # the refused non-null field nulls the whole answer and graphql-core cancels the sibling reads mid-flight;
+    # their connection must not go back to the pool broken (the next request's token lookup failed on it)
+    await add_system(admin)
+    await register(admin, "crm", rec("K1", **GOOD))
+    for _ in range(8):
+        body = await post(admin, f'{{ {read} findCustomers(attributes: {{familyName: "Lee"}}, first: 0) '
+                                 "{ matchProbability } }")
+        assert codes(body) == ["BAD_USER_INPUT"], body
+        assert (await admin('{ sourceSystems { name } }'))["sourceSystems"] == [{"name": "crm"}]
