@@ -43,7 +43,9 @@ async def test_load_skips_bad_lines_with_their_numbers_and_loads_the_rest(hub_cl
         json.dumps({"key": "J", "updatedAt": "yesterday", "attributes": ANN}),              # 11 not ISO
         json.dumps({"key": "K", "attributes": {**ANN, "email": "k@x.org"}, "extra": 1}),    # 12 unknown field
         json.dumps("just a string"),                                                        # 13
-        json.dumps({"key": "L", "attributes": {**ANN, "email": "l@x.org"}}),                # 14
+        '{"key": "M", "attributes": {"phone": ' + "9" * 5000 + "}}",                        # 14 huge int
+        "[" * 100_000 + "]" * 100_000,                                                      # 15 deep
+        json.dumps({"key": "L", "attributes": {**ANN, "email": "l@x.org"}}),                # 16
     ]
     f = tmp_path / "shop.jsonl"
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -52,10 +54,10 @@ async def test_load_skips_bad_lines_with_their_numbers_and_loads_the_rest(hub_cl
     assert result.exit_code == 1
     assert set(await keys(db)) == {"A", "F", "L"}
     out = summary(result)
-    assert out["lines"] == 13 and out["rejectedLines"] == 10
-    assert out["actions"]["REJECTED"] == 10 and out["fieldErrors"]["dateOfBirth"] == 1
+    assert out["lines"] == 15 and out["rejectedLines"] == 12
+    assert out["actions"]["REJECTED"] == 12 and out["fieldErrors"]["dateOfBirth"] == 1
     reported = [json.loads(line) for line in errors_file.read_text(encoding="utf-8").splitlines()]
-    assert [r["line"] for r in reported] == [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13]
+    assert [r["line"] for r in reported] == [2, 3, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
     by_line = {r["line"]: r for r in reported}
     assert by_line[7]["action"] == "CREATED" and by_line[7]["errors"][0]["field"] == "dateOfBirth"
     assert by_line[5]["errors"][0]["field"] == "shoeSize" and by_line[6]["errors"][0]["field"] == "phone"

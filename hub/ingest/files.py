@@ -119,8 +119,9 @@ def read_jsonl(path: Path) -> Iterator[Line]:
             except json.JSONDecodeError as e:
                 yield Line(number, text, errors=[FieldError("line", f"is not JSON: {e.msg} at column {e.colno}")])
                 continue
-            except RecursionError:
-                yield Line(number, text, errors=[FieldError("line", "is not JSON: nested too deeply")])
+            except (ValueError, RecursionError):  # an integer of thousands of digits, nesting too deep
+                yield Line(number, text, errors=[FieldError("line", "is not JSON the loader can read "
+                                                                    "(a number too long or nesting too deep)")])
                 continue
             record, errors = record_from_object(obj)
             yield Line(number, text, record, errors)
