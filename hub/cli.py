@@ -189,9 +189,9 @@ identifies a person). A bad value (an impossible birth date, a bad email) is a f
 left out and the record goes in, as with registerRecords.
 
 \b
-Commits: every --batch records are one transaction, committed before the next batch is read. A failure
-that is not about the data (the database goes away) stops the load: the batches before it stay
-committed, and running the same file again is safe (records already loaded come back UNCHANGED).
+Commits: the records of every --batch lines are one transaction, committed before the next lines are
+read. A failure that is not about the data (the database goes away) stops the load: the batches before
+it stay committed, and running the same file again is safe (records already loaded come back UNCHANGED).
 
 \b
 Output: progress and a summary on stderr (line numbers, actions, field names and counts: never a value);
@@ -206,7 +206,7 @@ Exit status 1 when any line was rejected, else 0.
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--system", required=True, help="The source system the records come from.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 5000),
-              help="Records per transaction.")
+              help="Lines per transaction.")
 @click.option("--errors", "errors_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               default=None, help="Write every rejected or flagged line, with its reasons, to this JSONL file.")
 @click.option("--actor", default="cli:load", show_default=True)
@@ -226,13 +226,11 @@ def load(file: Path, system: str, batch: int, errors_path: Path | None, actor: s
             scorer = await load_scorer(db, settings.match_model)
             with tqdm(unit="rec", desc=f"loading {system}", file=sys.stderr) as bar:
                 chunk: list = []   # the lines since the last batch, refused ones too: reported in file order
-                records = 0
                 for line in read_lines(file):
                     chunk.append(line)
-                    records += line.record is not None
-                    if records == batch:
+                    if len(chunk) == batch:
                         await _send(db, system, chunk, actor, settings, scorer, report, bar)
-                        chunk, records = [], 0
+                        chunk = []
                 if chunk:
                     await _send(db, system, chunk, actor, settings, scorer, report, bar)
 

@@ -13,12 +13,20 @@ import pytest
 from sqlalchemy import select
 
 from hub.config import Settings
+from hub.errors import BadInput
 from hub.models import Customer, SourceRecord, SourceSystem, person
 from hub.validation import (
-    ARGUMENT_LIMITS, ATTRIBUTE_LIMITS, IDENTIFIER, MULTILINE, STORED_CHARS, TEXT, Limit, parse_id, safe_echo,
+    ARGUMENT_LIMITS,
+    ATTRIBUTE_LIMITS,
+    IDENTIFIER,
+    MULTILINE,
+    STORED_CHARS,
+    TEXT,
+    Limit,
+    parse_id,
+    safe_echo,
     text_problem,
 )
-from hub.errors import BadInput
 from schema.app import build_services, create_app
 from tests.conftest import Gql
 from tests.helpers import REGISTER, add_system, rec, register
@@ -202,8 +210,8 @@ async def test_clock_skew_is_a_setting(db, db_url, admin_token):
     ('mutation { mergeCustomers(ids: ["1", "99999999999999999999"]) { id } }', {}),
     ('mutation { unmergeCustomer(id: "9223372036854775808") { id } }', {}),
     ('mutation { resolveMatchCandidate(id: "9223372036854775808", decision: MERGE) { id } }', {}),
-    ('mutation { overrideAttribute(customerId: "9223372036854775808", field: "email", value: "a@b.org", '
-     'note: "n") { id } }', {}),
+    (('mutation { overrideAttribute(customerId: "9223372036854775808", field: "email", value: "a@b.org", '
+      'note: "n") { id } }'), {}),
     ('query($s: String!) { sourceRecord(system: $s, key: "a") { key } }', {"s": "crm\x00"}),
     ('query($k: String!) { sourceRecord(system: "crm", key: $k) { key } }', {"k": "a\ud800"}),
     ('query($k: String!) { sourceRecords(system: $k) { edges { cursor } } }', {"k": "c" * 101}),
@@ -224,8 +232,8 @@ async def test_clock_skew_is_a_setting(db, db_url, admin_token):
      {"a": {"familyName": "Lee\x00"}}),
     ('query($a: CustomerAttributesInput!) { findCustomers(attributes: $a) { matchProbability } }',
      {"a": {"email": "e" * 1_000_000}}),
-    ('mutation($s: String!) { registerRecords(system: $s, records: [{key: "k", attributes: {email: "a@b.org"}}]) '
-     '{ key } }', {"s": "crm\ud800"}),
+    (('mutation($s: String!) { registerRecords(system: $s, records: [{key: "k", attributes: {email: "a@b.org"}}]) '
+      '{ key } }'), {"s": "crm\ud800"}),
 ])
 async def test_bad_argument_as_admin_is_bad_user_input(admin, query, variables):
     await add_system(admin)

@@ -9,7 +9,6 @@ quote a value of the line (they may reach a terminal); the caller's errors file 
 from __future__ import annotations
 
 import csv
-import datetime as dt
 import io
 import json
 from collections.abc import Iterator
@@ -184,4 +183,4 @@ def read_lines(path: Path) -> Iterator[Line]:
     return read_csv(path) if path.suffix.lower() == ".csv" else read_jsonl(path)
 
 
-__all__ = ["Line", "MAX_LINE_BYTES", "read_csv", "read_jsonl", "read_lines", "record_from_object"]
+__all__ = ["MAX_LINE_BYTES", "Line", "read_csv", "read_jsonl", "read_lines", "record_from_object"]
