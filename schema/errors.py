@@ -77,10 +77,12 @@ def _unexpected(error: GraphQLError) -> bool:
 
 
 def _code_of(error: GraphQLError) -> str:
-    """The code of an error graphql-core raised before any resolver ran (a document that does not parse
-    never reaches the operation's extensions: strawberry answers it before them)."""
-    if error.path is not None or error.message.startswith("Variable '$"):
-        return "BAD_USER_INPUT"
+    """The code of an error graphql-core raised itself (a document that does not parse never reaches the
+    operation's extensions: strawberry answers it before them)."""
+    if error.message.startswith("Variable '$"):
+        return "BAD_USER_INPUT"            # a variable its scalar cannot read
+    if error.path is not None:
+        return "INTERNAL_SERVER_ERROR"     # during execution, e.g. a resolver gave null for a non-null field
     return "GRAPHQL_VALIDATION_FAILED"
 
 
