@@ -59,7 +59,9 @@ def record_from_object(obj: Any) -> tuple[RecordInput | None, list[FieldError]]:
         attributes = {}
     for name, value in attributes.items():
         if name not in ATTRIBUTE_NAMES:
-            errors.append(FieldError(_name(name), "unknown attribute; known: " + ", ".join(API_NAME.values())))
+            # the name goes in the message, not the field: a terminal summary shows fields, and a name is data
+            errors.append(FieldError("attributes", f"unknown attribute {_name(name)!r}; known: "
+                                                   + ", ".join(API_NAME.values())))
         elif value is not None and not isinstance(value, str):
             errors.append(FieldError(name, f"must be a string or null, not {_kind(value)}"))
     updated_at = obj.get("updatedAt")
