@@ -4,16 +4,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import csv
-import datetime as dt
 import json
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from hub.golden.attributes import API_NAME
 from hub.config import get_settings
 from hub.db import Database, is_sqlite
 from hub.errors import HubError
@@ -21,6 +17,7 @@ from hub.models.types import SealingNotConfigured
 from hub.ops.migrate import upgrade
 from hub.privacy.keys import KeyMaterialError
 from hub.privacy.sealing import configure as configure_sealing
+from hub.validation import safe_echo
 
 
 @contextlib.asynccontextmanager
@@ -196,80 +193,151 @@ def policy_remove(row: tuple[str, ...], actor: str) -> None:
     _edit("removed", remove_row, row, actor)
 
 
-def read_records(path: Path) -> Iterator[dict]:
-    """Yield SourceRecordInput-shaped dicts from JSONL or CSV."""
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                yield {"key": row.get("key", ""), "updatedAt": row.get("updatedAt") or None,
-                       "attributes": {k: v for k, v in row.items() if k in API_NAME.values() and v}}
-        return
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise click.ClickException(f"{path}:{n}: not JSON: {e}") from None
+LOAD_HELP = """Register records from a JSONL or CSV file, through the same path and checks as registerRecords.
+
+\b
+JSONL: one SourceRecordInput object a line: {"key": "C-1", "updatedAt": "2026-05-01T12:00:00Z",
+       "attributes": {"givenName": "Jane", "email": "jane@example.com"}}
+CSV:   a header naming key, optionally updatedAt, and attribute columns (givenName, familyName, dateOfBirth,
+       email, phone, addressLine1, addressLine2, locality, postcode, region, country, nationalId); an empty
+       cell is an absent value. An unknown column refuses the file before anything is loaded.
+
+\b
+A line that is not a record (not JSON, an array, an unknown field or attribute, a value that is not a
+string, an updatedAt that is not ISO 8601) is skipped and reported with its line number; so is a record
+that registration rejects (a bad key, an updatedAt out of range or too far in the future, nothing that
+identifies a person). A bad value (an impossible birth date, a bad email) is a field error: the value is
+left out and the record goes in, as with registerRecords.
+
+\b
+Commits: the records of every --batch lines are one transaction, committed before the next lines are
+read. A failure that is not about the data (the database goes away) stops the load: the batches before
+it stay committed, and running the same file again is safe (records already loaded come back UNCHANGED).
+
+\b
+Output: progress and a summary on stderr (line numbers, actions, field names and counts: never a value);
+on stdout one JSON object {"lines", "actions", "fieldErrors", "rejectedLines"}. --errors FILE writes one
+JSON object per rejected or flagged line ({"line", "key", "action", "errors": [{"field", "message"}],
+"input"}): its messages and "input" quote what the line held, so treat that file like the data itself.
+Exit status 1 when any line was rejected, else 0.
+"""
 
 
-@main.command()
+@main.command(help=LOAD_HELP)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--system", required=True, help="The source system the records come from.")
-@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 5000))
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 5000),
+              help="Lines per transaction.")
+@click.option("--errors", "errors_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              default=None, help="Write every rejected or flagged line, with its reasons, to this JSONL file.")
 @click.option("--actor", default="cli:load", show_default=True)
-def load(file: Path, system: str, batch: int, actor: str) -> None:
-    """Register records from JSONL or CSV, through the same path as registerRecords."""
+def load(file: Path, system: str, batch: int, errors_path: Path | None, actor: str) -> None:
     from tqdm import tqdm
 
+    from hub.ingest.files import read_lines
     from hub.ingest.matcher import load_scorer
-    from hub.ingest.records import RecordInput
 
     settings = get_settings()
     upgrade(settings.database_url)
+    batch = min(batch, settings.max_batch)
+    report = _LoadReport(errors_path)
 
-    async def go() -> collections.Counter:
-        counts: collections.Counter = collections.Counter()
-        rejected: list[str] = []
+    async def go() -> None:
         async with _database() as db:
             scorer = await load_scorer(db, settings.match_model)
             with tqdm(unit="rec", desc=f"loading {system}", file=sys.stderr) as bar:
-                chunk: list[RecordInput] = []
-                for obj in read_records(file):
-                    chunk.append(RecordInput(str(obj.get("key") or ""), obj.get("attributes") or {},
-                                             _ts(obj.get("updatedAt"))))
+                chunk: list = []   # the lines since the last batch, refused ones too: reported in file order
+                for line in read_lines(file):
+                    chunk.append(line)
                     if len(chunk) == batch:
-                        await _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar)
+                        await _send(db, system, chunk, actor, settings, scorer, report, bar)
                         chunk = []
                 if chunk:
-                    await _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar)
-        for line in rejected[:10]:
-            click.echo(f"rejected {line}", err=True)
-        return counts
+                    await _send(db, system, chunk, actor, settings, scorer, report, bar)
 
-    counts = _run(go())
-    click.echo(json.dumps(dict(counts)))
+    try:
+        _run(go())
+    except ValueError as e:  # a CSV header the loader cannot map
+        raise click.ClickException(str(e)) from None
+    finally:
+        report.close()
+    report.print_summary()
+    click.echo(json.dumps(report.summary()))
+    if report.rejected:
+        sys.exit(1)
 
 
-async def _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar) -> None:
+async def _send(db, system, chunk, actor, settings, scorer, report, bar) -> None:
+    """Register the records among these lines as one batch (one transaction); report every line in order."""
     from hub.ingest.records import register_batch
 
-    for r in await register_batch(db=db, system=system, records=chunk, actor=actor, settings=settings, scorer=scorer):
-        counts[r.action] += 1
-        if r.action == "REJECTED":
-            rejected.append(f"{r.key}: " + "; ".join(f"{e.field}: {e.message}" for e in r.errors))
+    good = [line for line in chunk if line.record is not None]
+    results = iter(await register_batch(db=db, system=system, records=[line.record for line in good], actor=actor,
+                                        settings=settings, scorer=scorer) if good else [])
+    for line in chunk:
+        if line.record is None:
+            report.add(line, "REJECTED", line.errors)
+        else:
+            r = next(results)
+            report.add(line, r.action, r.errors)
     bar.update(len(chunk))
 
 
-def _ts(value: str | None) -> dt.datetime | None:
-    if not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value)
-    except ValueError:
-        raise click.ClickException(f"updatedAt {value!r} is not an ISO date-time") from None
+class _LoadReport:
+    """Counts by action and by field error; the errors file; the few examples shown on the terminal."""
 
+    SHOWN = 10
 
+    def __init__(self, errors_path: Path | None) -> None:
+        self.actions: collections.Counter = collections.Counter()
+        self.field_errors: collections.Counter = collections.Counter()
+        self.lines = self.rejected = self.flagged = 0
+        self.examples: list[str] = []
+        self.errors_path = errors_path
+        self.errors_file = errors_path.open("w", encoding="utf-8") if errors_path is not None else None
+
+    def add(self, line, action: str, errors: list) -> None:
+        self.lines += 1
+        self.actions[action] += 1
+        for e in errors:
+            self.field_errors[e.field] += 1
+        if action == "REJECTED":
+            self.rejected += 1
+        elif errors:
+            self.flagged += 1
+        if action == "REJECTED" or errors:
+            if len(self.examples) < self.SHOWN:
+                fields = ", ".join(dict.fromkeys(e.field for e in errors))
+                self.examples.append(f"line {line.number}: {action.lower()} ({fields})")
+            if self.errors_file is not None:
+                key = line.record.key if line.record is not None else None
+                self.errors_file.write(json.dumps({
+                    "line": line.number, "key": safe_echo(key) if key is not None else None, "action": action,
+                    "errors": [{"field": e.field, "message": e.message} for e in errors],
+                    "input": safe_echo(line.text, len(line.text))}, ensure_ascii=False) + "\n")
+
+    def close(self) -> None:
+        if self.errors_file is not None:
+            self.errors_file.close()
+
+    def summary(self) -> dict:
+        return {"lines": self.lines, "actions": dict(sorted(self.actions.items())),
+                "fieldErrors": dict(self.field_errors.most_common()), "rejectedLines": self.rejected}
+
+    def print_summary(self) -> None:
+        """The outcome on stderr: counts, field names and line numbers, never a value of a record."""
+        for example in self.examples:
+            click.echo(example, err=True)
+        if self.rejected + self.flagged > len(self.examples):
+            click.echo(f"... {self.rejected + self.flagged - len(self.examples)} more", err=True)
+        actions = ", ".join(f"{n} {a}" for a, n in sorted(self.actions.items())) or "nothing"
+        click.echo(f"{self.lines} lines: {actions}", err=True)
+        if self.field_errors:
+            click.echo("field errors: " + ", ".join(f"{f} {n}" for f, n in self.field_errors.most_common()), err=True)
+        if self.rejected or self.flagged:
+            where = (f"reasons in {self.errors_path}" if self.errors_path is not None
+                     else "pass --errors FILE for the reasons")
+            click.echo(f"{self.rejected} lines rejected, {self.flagged} stored with field errors; {where}", err=True)
 class _Bars:
     """A tqdm bar per stage on stderr, fed by the (stage, done, total) progress callbacks of train and rematch."""
 

@@ -41,6 +41,8 @@ class Settings:
     link_threshold: float = 0.95
     review_threshold: float = 0.60
     max_batch: int = 5000
+    # how far in the future a record's updatedAt may be (source clocks drift), in seconds; later is refused
+    max_clock_skew: float = 300.0
     # which match model real-time matching uses: latest (stored by `hub train`, else the shipped one),
     # default (the shipped one), a stored model id, or off (deterministic rules only)
     match_model: str = "latest"
@@ -68,6 +70,7 @@ def get_settings() -> Settings:
         link_threshold=float(env.get("HUB_LINK_THRESHOLD", "0.95")),
         review_threshold=float(env.get("HUB_REVIEW_THRESHOLD", "0.60")),
         max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
+        max_clock_skew=float(env.get("HUB_MAX_CLOCK_SKEW", "300")),
         match_model=env.get("HUB_MATCH_MODEL", "latest"),
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
         keys=env.get("HUB_KEYS") or None,

@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import ARRAY, JSON, BigInteger, Table, event, func, literal, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -198,6 +199,9 @@ class Reads:
 
     Resolvers and dataloaders of a request run concurrently; a connection runs one statement at a
     time, so statements queue on a lock instead of each taking a pooled connection of its own.
+    A statement is shielded from cancellation: when a field fails, graphql-core cancels its sibling
+    resolvers, and a statement cut off mid-flight would leave its connection closed or mid-protocol in
+    the pool for the next request. The cancelled resolver stops waiting; the statement finishes first.
     """
 
     def __init__(self, db: Database) -> None:
@@ -208,6 +212,14 @@ class Reads:
 
     async def all(self, statement, params: dict | None = None) -> list:
         """Run a statement and return all its rows."""
+        task = asyncio.ensure_future(self._all(statement, params))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(_retrieve)  # nobody waits for it any more: do not warn of its outcome
+            raise
+
+    async def _all(self, statement, params: dict | None) -> list:
         async with self._lock:
             if self._conn is None:
                 self._cm = self.db.reader()
@@ -220,10 +232,20 @@ class Reads:
         return rows[0] if rows else None
 
     async def close(self) -> None:
-        """Give the connection back to the pool."""
-        if self._cm is not None:
-            cm, self._cm, self._conn = self._cm, None, None
-            await cm.__aexit__(None, None, None)
+        """Give the connection back to the pool, once a statement still running has finished."""
+        async with self._lock:
+            if self._cm is not None:
+                cm, self._cm, self._conn = self._cm, None, None
+                try:
+                    await cm.__aexit__(None, None, None)
+                except DBAPIError as e:
+                    log.warning("a read connection could not be returned (%s); it was dropped",
+                                type(e.orig).__name__)
+
+
+def _retrieve(task: asyncio.Future) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def value_rows(session: AsyncSession, columns: Mapping[str, tuple[object, Sequence[object]]]) -> FromClause:

@@ -88,7 +88,7 @@ class Mutation:
                                       expected_version: int | None = None) -> MatchCandidate:
         ctx = info.context
         async with ctx.db.write() as session:
-            cid = await resolve_candidate(session=session, candidate_id=parse_id(id), decision=decision.value,
+            cid = await resolve_candidate(session=session, candidate_id=parse_id(id, "match candidate id"), decision=decision.value,
                                           actor=ctx.principal.subject, note=note, expected_version=expected_version)
         return MatchCandidate(row=await ctx.loaders.candidate.load(cid))
 

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import datetime
 import enum
+import math
 
 import strawberry
 from sqlalchemy import select, tuple_
 
+from hub import validation
 from hub.errors import BadInput, Forbidden
 from hub.steward.stewardship import customer_as_of
 from hub.models import ACTIVE, Customer as CustomerRow, MatchCandidate as CandidateRow, SourceRecord as RecordRow
@@ -22,12 +24,9 @@ from schema.types import (
 MAX_PAGE = 1000
 
 
-def parse_id(value: str) -> int:
-    """Read a golden-record id."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{value!r} is not a customer id") from None
+def parse_id(value: str, what: str = "customer id") -> int:
+    """Read a golden-record (or other) id: decimal digits within the BIGINT range, else BAD_USER_INPUT."""
+    return validation.parse_id(value, what)
 
 
 def page_size(first: int) -> int:
@@ -59,7 +58,10 @@ class CandidateOrder(enum.Enum):
 def _uncertainty_position(value: str) -> tuple[float, int]:
     """A most-uncertain-first cursor's value: (uncertainty, id)."""
     uncertainty, cid = value.split("/")
-    return float(uncertainty), int(cid)
+    number = float(uncertainty)
+    if not math.isfinite(number):
+        raise ValueError(uncertainty)
+    return number, validation.parse_id(cid, "cursor")
 
 
 @strawberry.type

@@ -15,6 +15,8 @@ from strawberry.scalars import JSON
 
 from authz import Access, mask
 from hub.errors import BadInput
+from hub.validation import parse_id, shown
+from schema.errors import PER_RECORD
 from hub.golden.attributes import API_NAME, ATTRIBUTES, STORAGE_NAME, as_text
 from hub.privacy.sealing import sealer
 
@@ -24,7 +26,11 @@ def encode_cursor(kind: str, value: int) -> str:
     return base64.urlsafe_b64encode(f"{kind}:{value}".encode()).decode()
 
 
-def decode_cursor(kind: str, cursor: str | None, parse: Callable[[str], Any] = int, start: Any = 0) -> Any:
+def _row_id(value: str) -> int:
+    return parse_id(value, "cursor")
+
+
+def decode_cursor(kind: str, cursor: str | None, parse: Callable[[str], Any] = _row_id, start: Any = 0) -> Any:
     """Read a cursor made by encode_cursor (its value through `parse`); None gives `start`."""
     if not cursor:
         return start
@@ -33,8 +39,8 @@ def decode_cursor(kind: str, cursor: str | None, parse: Callable[[str], Any] = i
         if k != kind:
             raise ValueError(k)
         return parse(v)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadInput(f"invalid cursor {cursor!r}") from e
+    except (ValueError, UnicodeError, BadInput):
+        raise BadInput(f"invalid cursor {shown(cursor)}: pass a cursor this field returned") from None
 
 
 @strawberry.enum
@@ -625,3 +631,5 @@ def _record_from_input(cls: type, value: Any, _context: Any) -> Any:
 
 _INPUT_ATTRIBUTE = {API_NAME[a]: a for a in ATTRIBUTES}
 SourceRecordInput.__strawberry_definition__.from_input = _record_from_input
+# checked value by value by the hub (a bad value is a FieldError of its record), not refused whole at the edge
+PER_RECORD.update({SourceRecordInput, CustomerAttributesInput})

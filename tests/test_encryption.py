@@ -58,7 +58,7 @@ async def _populate(admin) -> dict:
     assert c["action"] == "LINKED" and c["customer"]["id"] == a["customer"]["id"]  # exact rule national id
     [d] = await register(admin, "crm", rec("C-3", givenName="Max", familyName="Other", dateOfBirth=OTHER_DOB,
                                            nationalId=OTHER_NID, email="max@example.org"))
-    [d2] = await register(admin, "crm", rec("C-3", updatedAt="2030-01-01T00:00:00Z", givenName="Max",
+    [d2] = await register(admin, "crm", rec("C-3", updatedAt=dt.datetime.now(dt.UTC).isoformat(), givenName="Max",
                                             familyName="Other", dateOfBirth=OTHER_DOB, nationalId=OTHER_NID,
                                             email="max@example.net"))
     assert d2["action"] == "UPDATED"

@@ -27,6 +27,7 @@ from hub.golden.stewardship_rules import carry_overrides, follow_merges, has_rul
 from hub.golden.survivorship import Contribution, resolve_rules, survive
 from hub.ingest.systems import system_settings
 from hub.privacy.sealing import HASHED, lookup, sealer
+from hub.validation import ARGUMENT_LIMITS, safe_echo, text_problem, updated_at_problem
 
 UNCHANGED, REJECTED, ERASED = "UNCHANGED", "REJECTED", "ERASED"
 SR = SourceRecord.__table__
@@ -94,21 +95,29 @@ def _aware(ts: dt.datetime | None, default: dt.datetime) -> dt.datetime:
 
 
 def _prepare(inputs: Sequence[RecordInput], profile: SystemProfile, now: dt.datetime,
-             results: list[Result]) -> dict[str, _Item]:
-    """Standardise every input; reject the unusable; keep the latest input per key."""
+             results: list[Result], max_skew: float) -> dict[str, _Item]:
+    """Standardise every input; reject the unusable; keep the latest input per key.
+
+    A bad key or updatedAt rejects its record only; a bad attribute is a FieldError and stays out of the
+    standardised values and of the stored raw payload when it was refused as text (hub.validation).
+    """
     items: dict[str, _Item] = {}
     for pos, rec in enumerate(inputs):
-        key = (rec.key or "").strip()
-        if not key or len(key) > 200:
-            results[pos] = Result(rec.key or "", REJECTED, errors=[FieldError("key", "key must be 1 to 200 characters")])
+        key = rec.key.strip() if isinstance(rec.key, str) else rec.key
+        why = text_problem(key, ARGUMENT_LIMITS["key"]) or (None if key else "must be 1 to 200 characters")
+        if why is not None:
+            results[pos] = Result(safe_echo(rec.key), REJECTED, errors=[FieldError("key", f"key {why}")])
             continue
-        raw = {k: v for k, v in dict(rec.attributes).items() if v is not None}
-        std = standardise(raw, profile)
+        if rec.updated_at is not None and (why := updated_at_problem(rec.updated_at, now, max_skew)) is not None:
+            results[pos] = Result(key, REJECTED, errors=[FieldError("updatedAt", why)])
+            continue
+        std = standardise(rec.attributes, profile)
         if not std.identifiable:
             results[pos] = Result(key, REJECTED, errors=[*std.errors, FieldError(
                 "attributes", "no usable identifying attribute: needs a national id, email or phone, "
                               "or a family name with a given name or a date of birth")])
             continue
+        raw = {k: v for k, v in dict(rec.attributes).items() if v is not None and k not in std.refused}
         item = _Item(pos, key, raw, std.values, content_hash(raw), _aware(rec.updated_at, now), list(std.errors))
         earlier = items.get(key)
         if earlier is not None:
@@ -367,7 +376,8 @@ async def register_batch(*, db: Database, system: str, records: Sequence[RecordI
     planner = Planner(settings.exact_rules, settings.link_threshold, settings.review_threshold, scorer)
     now = utcnow()
     results: list[Result | None] = [None] * len(records)
-    items = _prepare(records, SystemProfile(src.date_order, src.default_country), now, results)
+    items = _prepare(records, SystemProfile(src.date_order, src.default_country), now, results,
+                     settings.max_clock_skew)
     for it in items.values():
         it.profile = planner.profile(it.values)
     async with db.write() as session:

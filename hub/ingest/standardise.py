@@ -31,6 +31,8 @@ import phonenumbers
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 
+from hub.validation import ATTRIBUTE_LIMITS, STORED_CHARS, text_problem
+
 ATTRIBUTES: tuple[str, ...] = (
     "given_name", "family_name", "date_of_birth", "email", "phone", "address_line1", "address_line2",
     "locality", "postcode", "region", "country", "national_id",
@@ -83,6 +85,9 @@ class Standardised:
 
     values: dict[str, object]   # snake_case -> str, or datetime.date for date_of_birth
     errors: list[FieldError]
+    # input names of the values refused before standardising (not text, too long, NUL, control characters,
+    # lone surrogates): they are kept out of the stored raw payload too
+    refused: frozenset[str] = frozenset()
 
     @property
     def identifiable(self) -> bool:
@@ -444,18 +449,37 @@ def standardise(raw: Mapping[str, object | None], profile: SystemProfile, *,
     """Validate and standardise one record's raw camelCase attributes.
 
     Absent values (missing, None, empty or whitespace-only) are skipped silently; unknown keys
-    are ignored; each bad value yields one FieldError and is left out of `values`. `today`
-    bounds birth dates and the 2-digit-year pivot (defaults to the local date).
+    are ignored; each bad value yields one FieldError and is left out of `values`. A value that is
+    not text (numbers and dates are read as their text), longer than its limit or holding characters text may not hold (hub.validation) is
+    refused before any rule reads it, and named in `refused`. `today` bounds birth dates and the
+    2-digit-year pivot (defaults to the local date).
     """
     today = today or dt.date.today()
     values: dict[str, object] = {}
     errors: list[FieldError] = []
+    refused: set[str] = set()
     for name, input_name, rule in _RULES:
-        text = _text(raw.get(input_name))
+        value = raw.get(input_name)
+        if value is None:
+            continue
+        if isinstance(value, int | float | dt.date) and not isinstance(value, bool):
+            value = str(value)  # Python callers may pass numbers and dates; JSON and GraphQL send text
+        why = text_problem(value, ATTRIBUTE_LIMITS[input_name])
+        if why is not None:
+            errors.append(FieldError(input_name, why))
+            refused.add(input_name)
+            continue
+        text = _text(value)
         if text is None:
             continue
         try:
-            values[name] = rule(text, profile, today, values)
-        except _Refused as refused:
-            errors.append(FieldError(input_name, str(refused)))
-    return Standardised(values, errors)
+            std = rule(text, profile, today, values)
+        except _Refused as refused_value:
+            errors.append(FieldError(input_name, str(refused_value)))
+            continue
+        stored = STORED_CHARS.get(input_name)
+        if stored is not None and len(std) > stored:  # casing or NFC can lengthen a value (ß -> Ss)
+            errors.append(FieldError(input_name, f"is longer than {stored} characters once standardised"))
+            continue
+        values[name] = std
+    return Standardised(values, errors, frozenset(refused))

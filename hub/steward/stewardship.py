@@ -27,6 +27,7 @@ from hub.ingest.standardise import SystemProfile, standardise
 CUSTOMER, SR, MC, RULE, EVENT = (Customer.__table__, SourceRecord.__table__, MatchCandidate.__table__,
                                  StewardRule.__table__, Event.__table__)
 MERGE, NOT_A_MATCH_DECISION = "MERGE", "NOT_A_MATCH"
+MAX_MERGE = 100  # golden records one mergeCustomers call may name (each is read under the write lock)
 
 
 async def live_customer(session: AsyncSession, customer_id: int) -> Any:
@@ -64,6 +65,8 @@ async def merge_customers(*, session: AsyncSession, ids: Sequence[int], actor: s
     A steward's merge overrides earlier "not a match" decisions between them, and is remembered so
     that no re-match ever splits them.
     """
+    if not 2 <= len(ids) <= MAX_MERGE:
+        raise BadInput(f"mergeCustomers takes 2 to {MAX_MERGE} ids; got {len(ids)}")
     rows = [await live_customer(session, i) for i in ids]
     if expected_versions is not None:
         if len(expected_versions) != len(ids):
