@@ -17,6 +17,7 @@ from hub.golden.attributes import API_NAME
 from hub.config import get_settings
 from hub.db import Database, is_sqlite
 from hub.errors import HubError
+from hub.logs import configure_logging, mask_url
 from hub.ops.migrate import upgrade
 
 
@@ -49,8 +50,11 @@ def _run(coro):
 
 
 @click.group()
+@click.version_option(package_name="customer-mdm-hub", prog_name="hub", message="%(prog)s %(version)s")
 def main() -> None:
     """Customer MDM hub: standardise, link and serve golden customer records."""
+    settings = get_settings()
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, settings.log_format)
 
 
 @main.command()
@@ -65,9 +69,11 @@ def serve(host: str, port: int, workers: int) -> None:
     upgrade(settings.database_url)
     if workers > 1 and is_sqlite(settings.database_url):
         raise click.ClickException("SQLite allows one writer: use --workers 1, or PostgreSQL for more workers")
-    click.echo(f"hub: GraphQL on http://{host}:{port}/graphql (database {settings.database_url})", err=True)
-    uvicorn.run("schema.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+    click.echo(f"hub: GraphQL on http://{host}:{port}/graphql "
+               f"(database {mask_url(settings.database_url)})", err=True)
+    # log_config=None: uvicorn's own loggers go through the hub's handler (schema.app.serve_app)
+    uvicorn.run("schema.app:serve_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, log_config=None)
 
 
 @main.command()
@@ -75,7 +81,7 @@ def migrate() -> None:
     """Apply Alembic migrations to the configured database."""
     url = get_settings().database_url
     upgrade(url)
-    click.echo(f"migrated {url}", err=True)
+    click.echo(f"migrated {mask_url(url)}", err=True)
 
 
 @main.group()

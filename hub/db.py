@@ -10,13 +10,18 @@ allows one writer at a time).
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
+import os
+import socket
+import sqlite3
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import ARRAY, JSON, BigInteger, Table, event, func, literal, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -60,15 +65,99 @@ def _sqlite_connect(dbapi_connection, record) -> None:
     _sqlite_pragmas(dbapi_connection, record)
 
 
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+CONNECT_TIMEOUT = 10  # seconds to open a PostgreSQL connection before the request is answered 503
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL, or None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def secure_sqlite_file(url: str) -> None:
+    """Create the SQLite file readable by its owner only (0600) before SQLite does (0644 less the umask).
+
+    SQLite gives its -wal, -shm and -journal files the mode of the database file, so they follow. A file
+    that exists with wider permissions (made by an older version) is narrowed, side files too. Nothing is
+    done when the folder does not exist: SQLite then reports the database unavailable.
+    """
+    path = sqlite_path(url)
+    if path is None or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # read-only folder and the like: SQLite will say so
+    for suffix in SQLITE_SIDE_FILES:
+        try:
+            st = os.stat(path + suffix)
+            if st.st_mode & 0o077 and st.st_uid == os.getuid():
+                os.chmod(path + suffix, 0o600)
+                log.warning("narrowed the permissions of %s to 0600 (owner only)", os.path.basename(path + suffix))
+        except OSError:
+            continue
+
+
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine with settings fit for the dialect."""
+    """Create the async engine with settings fit for the dialect.
+
+    `hide_parameters`: SQL parameters (personal values) never appear in logs or exception messages.
+    """
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        secure_sqlite_file(url)
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # no pre-ping: it costs a round trip per checkout; recycled connections and the readiness probe suffice
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # (a connection that died with the database is invalidated by the failing statement, see unavailable())
+    return create_async_engine(url, echo=echo, hide_parameters=True, pool_size=10, max_overflow=20,
+                               pool_recycle=1800, pool_timeout=CONNECT_TIMEOUT,
+                               connect_args={"timeout": CONNECT_TIMEOUT})
+
+
+_NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
+                   errno.ENETUNREACH, errno.ENETDOWN, errno.EPIPE}
+# asyncpg: the server is gone, going, starting, or out of connection slots
+_ASYNCPG_UNAVAILABLE = {"ConnectionDoesNotExistError", "ConnectionFailureError", "PostgresConnectionError",
+                        "ClientCannotConnectError", "ConnectionRejectionError", "CannotConnectNowError",
+                        "AdminShutdownError", "CrashShutdownError", "TooManyConnectionsError",
+                        "InternalClientError"}
+_SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "disk i/o error",
+                       "readonly database", "database or disk is full")
+
+
+def unavailable(error: BaseException | None) -> bool:
+    """Tell whether an error means the database cannot be reached (an outage), not a fault of the request.
+
+    Looks through the error's causes: SQLAlchemy wraps driver errors, and a connection refused at
+    connect time arrives as a bare OSError.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+            return True
+        if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)):
+            return True
+        if isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS:
+            return True
+        if type(error).__module__.startswith("asyncpg") and type(error).__name__ in _ASYNCPG_UNAVAILABLE:
+            return True
+        if isinstance(error, sqlite3.OperationalError) and str(error).lower().startswith(_SQLITE_UNAVAILABLE):
+            return True
+        if isinstance(error, sa_exc.DBAPIError) and error.orig is not None and error.orig is not error:
+            if unavailable(error.orig):
+                return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class Database:
@@ -198,7 +287,20 @@ class Reads:
             if self._conn is None:
                 self._cm = self.db.reader()
                 self._conn = await self._cm.__aenter__()
-            return list((await self._conn.execute(statement, params or {})).all())
+            try:
+                return list((await self._conn.execute(statement, params or {})).all())
+            except Exception as e:
+                if unavailable(e):  # the connection died with the database: the next statement takes a new one
+                    await self._discard()
+                raise
+
+    async def _discard(self) -> None:
+        cm, self._cm, self._conn = self._cm, None, None
+        if cm is not None:
+            try:
+                await cm.__aexit__(None, None, None)
+            except Exception:  # noqa: BLE001 - the connection is gone; the pool has invalidated it
+                pass
 
     async def first(self, statement, params: dict | None = None):
         """Run a statement and return its first row, or None."""
