@@ -73,7 +73,11 @@ def safe_traceback(exc: BaseException) -> str:
 
 
 class HubFormatter(logging.Formatter):
-    """key=value (default) or JSON lines; capped messages, redacted tracebacks."""
+    """One line per record, key=value (default) or JSON; capped messages, redacted tracebacks.
+
+    text: `ts=... level=INFO logger=hub.request request_id=... op=... role=... status=200 ms=3.1 errors=-`;
+    a value with spaces, quotes or newlines is a JSON string (a traceback stays on its line as `\\n`).
+    """
 
     def __init__(self, style: str = "text") -> None:
         super().__init__()
@@ -85,23 +89,35 @@ class HubFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         message = truncate(record.getMessage())
         fields: dict[str, Any] = getattr(record, "fields", None) or {}
-        when = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds")
+        when = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         exc = self.formatException(record.exc_info) if record.exc_info else ""
         if self.json:
             out = {"ts": when, "level": record.levelname, "logger": record.name, "message": message, **fields}
             if exc:
                 out["exception"] = exc
-            return json.dumps(out, default=str)
+            return json.dumps(out, default=str, ensure_ascii=False)
         line = f"ts={when} level={record.levelname} logger={record.name} " + (
             " ".join(f"{k}={_kv(v)}" for k, v in fields.items()) if fields else f"msg={_kv(message)}")
-        return f"{line}\n{exc}" if exc else line
+        return f"{line} exc={_kv(exc)}" if exc else line
 
 
 def _kv(value: Any) -> str:
-    text = "" if value is None else str(value)
+    if value is None:
+        return "-"
+    text = str(value)
     if text and not any(c in text for c in ' "=\n\t\\'):
         return text
-    return json.dumps(text)
+    return json.dumps(text, ensure_ascii=False)
+
+
+# loggers that write SQL parameters (personal values) at DEBUG: never below WARNING, whatever HUB_LOG_LEVEL says
+NOISY = ("aiosqlite", "asyncpg", "sqlalchemy.pool", "httpcore", "httpx")
+
+
+def quiet_drivers() -> None:
+    """Hold the database drivers' loggers at WARNING: aiosqlite logs every statement with its parameters."""
+    for name in NOISY:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def configure_logging(level: str = "INFO", style: str = "text") -> None:
@@ -114,6 +130,7 @@ def configure_logging(level: str = "INFO", style: str = "text") -> None:
         root.addHandler(handler)
     handler.setFormatter(HubFormatter(style))
     root.setLevel(level.upper())
+    quiet_drivers()
     # strawberry logs every GraphQL error with its traceback; the hub logs them itself (schema.build)
     logging.getLogger("strawberry.execution").setLevel(logging.CRITICAL)
     for name in ("uvicorn", "uvicorn.error"):

@@ -52,6 +52,11 @@ def _unauthenticated(message: str) -> Response:
     return error_response(401, message, headers={"WWW-Authenticate": 'Bearer realm="hub"'})
 
 
+def _note_refusal(scope, status: int) -> None:
+    """Put the code of a request refused before execution into its log entry."""
+    scope["state"]["log"]["errors"] = _CODES.get(status, "BAD_REQUEST")
+
+
 class BodyTooLarge(Exception):
     """The request body went past HUB_MAX_BODY_BYTES while it was being read."""
 
@@ -115,7 +120,7 @@ class HubGraphQL(GraphQL):
         headers = dict(scope.get("headers") or [])
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
-        entry: dict[str, Any] = {"request_id": request_id, "op": None, "role": None, "status": None}
+        entry: dict[str, Any] = {"request_id": request_id, "op": None, "role": None, "status": None, "errors": None}
         scope.setdefault("state", {})["log"] = entry
 
         async def sending(message: Message) -> None:
@@ -135,11 +140,12 @@ class HubGraphQL(GraphQL):
             else:
                 log.error("unexpected error in the HTTP layer: %s\n%s", type(e).__name__, safe_traceback(e))
                 response = error_response(500, "Internal server error.")
+            _note_refusal(scope, response.status_code)
             await response(scope, receive, sending)
         finally:
             if scope.get("method") != "GET" or entry["op"] or entry["status"] != 200:  # not the GraphiQL page
                 fields = {**entry, "ms": round((time.perf_counter() - started) * 1000, 1)}
-                fields.setdefault("errors", None)
+                fields["errors"] = fields.pop("errors")  # last, after the duration
                 request_log.info("request", extra={"fields": fields})
 
     @property
@@ -155,6 +161,7 @@ class HubGraphQL(GraphQL):
         limit = self.services.settings.max_body_bytes
         length = request.headers.get("content-length", "")
         if length.isdigit() and int(length) > limit:
+            _note_refusal(scope, 413)
             await error_response(413, f"the request body is larger than {limit} bytes")(scope, receive, send)
             return
         reads = Reads(self.services.db)
@@ -167,10 +174,12 @@ class HubGraphQL(GraphQL):
                 if not unavailable(e):
                     raise
                 log.warning("database unavailable: token lookup failed (%s)", type(e).__name__)
+                _note_refusal(scope, 503)
                 await error_response(503, UNAVAILABLE_MESSAGE, {"Retry-After": str(self.retry_after)})(
                     scope, receive, send)
                 return
             if principal is None:
+                _note_refusal(scope, 401)
                 await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
                     scope, receive, send)
                 return
@@ -183,6 +192,8 @@ class HubGraphQL(GraphQL):
                 response = error_response(413, f"the request body is larger than {limit} bytes")
             except HTTPException as e:
                 response = error_response(e.status_code, e.reason)
+            if response.status_code >= 400 and not scope["state"]["log"].get("errors"):
+                _note_refusal(scope, response.status_code)
             await response(scope, receive, send)
         finally:
             try:
