@@ -10,15 +10,18 @@ allows one writer at a time).
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import json
 import logging
 import os
 import socket
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ARRAY, JSON, BigInteger, Table, event, func, literal, select, text
 from sqlalchemy import exc as sa_exc
@@ -32,6 +35,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql import FromClause
 
+T = TypeVar("T")
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
 ANALYZE_MIN_ROWS = 5_000
 GROWING_TABLES = ("source_record", "blocking_key", "customer", "lineage", "event")
@@ -234,6 +238,36 @@ class Database:
         await self.engine.dispose()
 
 
+async def in_own_loop(db: Database, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` on a Database of its own, in a worker thread with an event loop of its own.
+
+    For units of work that are mostly Python (a registration batch of thousands of records: matching,
+    survivorship, building rows): on the caller's loop they would hold it for seconds; in a thread the
+    interpreter hands the GIL back every few milliseconds, so the caller's loop keeps serving. The
+    database connection is opened and closed in the thread (asyncpg connections belong to one loop);
+    the write lock still serialises writers (PostgreSQL advisory lock; SQLite's own lock, BEGIN
+    IMMEDIATE with a busy timeout). Background ANALYZE stays with the caller's Database.
+    """
+    grown: list[int] = []
+
+    def run() -> T:
+        async def go() -> T:
+            own = Database(db.url)
+            own.grew = grown.append  # type: ignore[method-assign]
+            try:
+                return await work(own)
+            finally:
+                await own.dispose()
+
+        return asyncio.run(go())
+
+    try:
+        return await asyncio.to_thread(run)
+    finally:
+        if grown:
+            db.grew(sum(grown))
+
+
 @asynccontextmanager
 async def _nullcontext() -> AsyncIterator[None]:
     yield None
@@ -268,6 +302,68 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
     await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns)
 
 
+SLICE = 0.02  # seconds of resolving before the event loop gets to look at its sockets again
+
+
+class _Turns:
+    """The resolvers of one event loop waiting for their turn, released a batch per loop iteration."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.began = 0.0  # when the current batch was released
+        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        self.scheduled = False
+        self.batch = 8  # how many to release at once: doubled or halved to keep a batch near SLICE
+
+    def wait(self) -> asyncio.Future:
+        future = self.loop.create_future()
+        self.waiting.append(future)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.release)
+        return future
+
+    def release(self) -> None:
+        now = time.perf_counter()
+        took, self.began = now - self.began, now
+        if took < SLICE / 2:
+            self.batch = min(self.batch * 2, 4096)
+        elif took > SLICE:
+            self.batch = max(self.batch // 2, 1)
+        for _ in range(min(self.batch, len(self.waiting))):
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+        # the next batch after the released ones ran, and after the loop polled its sockets
+        self.scheduled = bool(self.waiting)
+        if self.scheduled:
+            self.loop.call_soon(self.release)
+
+
+_turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def cooperate() -> None:
+    """Resume in turn, so that resolving (or reading rows) never holds the event loop for long.
+
+    A loader's batch completes every waiting resolver in the same loop iteration: a page of 1000
+    customers would then resolve all their lineage, source records and history before the loop polls
+    its sockets again (seconds, for a big page, during which /healthz and every other request wait).
+    Within SLICE of the last release a resolver goes on; past it, resolvers queue and are released a
+    batch per loop iteration, the batch sized to take about SLICE.
+    """
+    loop = asyncio.get_running_loop()
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = _Turns(loop)
+    if not turns.waiting and time.perf_counter() - turns.began <= SLICE:
+        return
+    await turns.wait()
+
+
+FETCH_SLICE = 1000  # rows turned into Python objects between two turns of the event loop
+
+
 class Reads:
     """The reads of one request: one autocommit connection, opened on first use, statements in turn.
 
@@ -288,7 +384,15 @@ class Reads:
                 self._cm = self.db.reader()
                 self._conn = await self._cm.__aenter__()
             try:
-                return list((await self._conn.execute(statement, params or {})).all())
+                result = await self._conn.execute(statement, params or {})
+                rows = result.fetchmany(FETCH_SLICE)
+                while len(rows) % FETCH_SLICE == 0 and rows:  # a big result: convert it in slices
+                    await cooperate()
+                    more = result.fetchmany(FETCH_SLICE)
+                    if not more:
+                        break
+                    rows.extend(more)
+                return rows
             except Exception as e:
                 if unavailable(e):  # the connection died with the database: the next statement takes a new one
                     await self._discard()

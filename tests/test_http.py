@@ -358,6 +358,6 @@ async def test_hub_migrate_prints_the_database_url_with_the_password_masked(pg_u
 
 async def test_registration_batch_still_works_with_the_preparation_in_a_thread(admin):
     await add_system(admin)
-    records = [rec(f"K{i}", email=f"person.{i * 7919}@example.org") for i in range(50)]
+    records = [rec(f"K{i}", email=f"person.{i * 7919}@example.org") for i in range(120)]  # in a thread
     results = (await admin(REGISTER, system="crm", records=records))["registerRecords"]
-    assert [r["action"] for r in results] == ["CREATED"] * 50
+    assert [r["action"] for r in results] == ["CREATED"] * 120
