@@ -35,7 +35,7 @@ class Settings:
     max_query_tokens: int = 5000
     max_aliases: int = 30
     # a query's estimated cost (fields resolved, multiplied by page sizes and list lengths; schema/cost.py)
-    max_query_cost: int = 200_000
+    max_query_cost: int = 100_000
     # bytes of a request body; larger bodies are refused while they are read (HTTP 413)
     max_body_bytes: int = 16 * 1024 * 1024
     # seconds a client is told to wait (Retry-After) when the database is unavailable (HTTP 503)
@@ -57,7 +57,7 @@ def get_settings() -> Settings:
         review_threshold=float(env.get("HUB_REVIEW_THRESHOLD", "0.60")),
         max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
         match_model=env.get("HUB_MATCH_MODEL", "latest"),
-        max_query_cost=int(env.get("HUB_MAX_QUERY_COST", "200000")),
+        max_query_cost=int(env.get("HUB_MAX_QUERY_COST", "100000")),
         max_body_bytes=int(env.get("HUB_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
         retry_after=int(env.get("HUB_RETRY_AFTER", "5")),
         log_level=env.get("HUB_LOG_LEVEL", "INFO").upper(),
