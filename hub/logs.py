@@ -120,12 +120,24 @@ def quiet_drivers() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """A handler writing to whatever sys.stderr is at the time (a test runner may swap it)."""
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
 def configure_logging(level: str = "INFO", style: str = "text") -> None:
     """Log to stderr through HubFormatter (once per process; later calls adjust level and style)."""
     root = logging.getLogger()
     handler = next((h for h in root.handlers if h.get_name() == HANDLER_NAME), None)
     if handler is None:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.set_name(HANDLER_NAME)
         root.addHandler(handler)
     handler.setFormatter(HubFormatter(style))
