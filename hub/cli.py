@@ -14,6 +14,7 @@ from hub.config import get_settings
 from hub.db import Database, is_sqlite
 from hub.errors import HubError
 from hub.models.types import SealingNotConfigured
+from hub.logs import configure_logging, mask_url
 from hub.ops.migrate import upgrade
 from hub.privacy.keys import KeyMaterialError
 from hub.privacy.sealing import configure as configure_sealing
@@ -51,8 +52,11 @@ def _run(coro):
 
 
 @click.group()
+@click.version_option(package_name="customer-mdm-hub", prog_name="hub", message="%(prog)s %(version)s")
 def main() -> None:
     """Customer MDM hub: standardise, link and serve golden customer records."""
+    settings = get_settings()
+    configure_logging("WARNING" if settings.log_level == "INFO" else settings.log_level, settings.log_format)
 
 
 @main.command()
@@ -75,9 +79,11 @@ def serve(host: str, port: int, workers: int) -> None:
             await verify_keys(db)
 
     _run(check())  # keys that cannot open the stored values: a clear refusal here, not errors per request
-    click.echo(f"hub: GraphQL on http://{host}:{port}/graphql (database {settings.database_url})", err=True)
-    uvicorn.run("schema.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+    click.echo(f"hub: GraphQL on http://{host}:{port}/graphql "
+               f"(database {mask_url(settings.database_url)})", err=True)
+    # log_config=None: uvicorn's own loggers go through the hub's handler (schema.app.serve_app)
+    uvicorn.run("schema.app:serve_app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False, log_config=None)
 
 
 @main.command()
@@ -85,7 +91,7 @@ def migrate() -> None:
     """Apply Alembic migrations to the configured database."""
     url = get_settings().database_url
     _migrate(url)
-    click.echo(f"migrated {url}", err=True)
+    click.echo(f"migrated {mask_url(url)}", err=True)
 
 
 def _migrate(url: str) -> None:

@@ -49,6 +49,14 @@ class Settings:
     max_query_depth: int = 10
     max_query_tokens: int = 5000
     max_aliases: int = 30
+    # a query's estimated cost (fields resolved, multiplied by page sizes and list lengths; schema/cost.py)
+    max_query_cost: int = 100_000
+    # bytes of a request body; larger bodies are refused while they are read (HTTP 413)
+    max_body_bytes: int = 16 * 1024 * 1024
+    # seconds a client is told to wait (Retry-After) when the database is unavailable (HTTP 503)
+    retry_after: int = 5
+    log_level: str = "INFO"
+    log_format: str = "text"  # text (key=value) or json
     sql_echo: bool = False
     # key material for personal data at rest (hub.privacy.keys): HUB_KEYS text, else the key file
     keys: str | None = field(default=None, repr=False)
@@ -72,6 +80,11 @@ def get_settings() -> Settings:
         max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
         max_clock_skew=float(env.get("HUB_MAX_CLOCK_SKEW", "300")),
         match_model=env.get("HUB_MATCH_MODEL", "latest"),
+        max_query_cost=int(env.get("HUB_MAX_QUERY_COST", "100000")),
+        max_body_bytes=int(env.get("HUB_MAX_BODY_BYTES", str(16 * 1024 * 1024))),
+        retry_after=int(env.get("HUB_RETRY_AFTER", "5")),
+        log_level=env.get("HUB_LOG_LEVEL", "INFO").upper(),
+        log_format=env.get("HUB_LOG_FORMAT", "text").lower(),
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
         keys=env.get("HUB_KEYS") or None,
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",

@@ -10,13 +10,21 @@ allows one writer at a time).
 from __future__ import annotations
 
 import asyncio
+import collections
+import errno
 import json
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+import os
+import socket
+import sqlite3
+import time
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ARRAY, JSON, BigInteger, Table, event, func, literal, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -29,6 +37,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.sql import FromClause
 from sqlalchemy.types import TypeDecorator
 
+T = TypeVar("T")
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
 ANALYZE_MIN_ROWS = 5_000
 GROWING_TABLES = ("source_record", "blocking_key", "customer", "lineage", "event")
@@ -65,15 +74,99 @@ def _sqlite_connect(dbapi_connection, record) -> None:
     _sqlite_pragmas(dbapi_connection, record)
 
 
+SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
+CONNECT_TIMEOUT = 10  # seconds to open a PostgreSQL connection before the request is answered 503
+
+
+def sqlite_path(url: str) -> str | None:
+    """The file of a SQLite URL, or None for an in-memory database."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return database
+
+
+def secure_sqlite_file(url: str) -> None:
+    """Create the SQLite file readable by its owner only (0600) before SQLite does (0644 less the umask).
+
+    SQLite gives its -wal, -shm and -journal files the mode of the database file, so they follow. A file
+    that exists with wider permissions (made by an older version) is narrowed, side files too. Nothing is
+    done when the folder does not exist: SQLite then reports the database unavailable.
+    """
+    path = sqlite_path(url)
+    if path is None or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    except OSError:
+        return  # read-only folder and the like: SQLite will say so
+    for suffix in SQLITE_SIDE_FILES:
+        try:
+            st = os.stat(path + suffix)
+            if st.st_mode & 0o077 and st.st_uid == os.getuid():
+                os.chmod(path + suffix, 0o600)
+                log.warning("narrowed the permissions of %s to 0600 (owner only)", os.path.basename(path + suffix))
+        except OSError:
+            continue
+
+
 def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine with settings fit for the dialect."""
+    """Create the async engine with settings fit for the dialect.
+
+    `hide_parameters`: SQL parameters (personal values) never appear in logs or exception messages.
+    """
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        secure_sqlite_file(url)
+        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # no pre-ping: it costs a round trip per checkout; recycled connections and the readiness probe suffice
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
+    # (a connection that died with the database is invalidated by the failing statement, see unavailable())
+    return create_async_engine(url, echo=echo, hide_parameters=True, pool_size=10, max_overflow=20,
+                               pool_recycle=1800, pool_timeout=CONNECT_TIMEOUT,
+                               connect_args={"timeout": CONNECT_TIMEOUT})
+
+
+_NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
+                   errno.ENETUNREACH, errno.ENETDOWN, errno.EPIPE}
+# asyncpg: the server is gone, going, starting, or out of connection slots
+_ASYNCPG_UNAVAILABLE = {"ConnectionDoesNotExistError", "ConnectionFailureError", "PostgresConnectionError",
+                        "ClientCannotConnectError", "ConnectionRejectionError", "CannotConnectNowError",
+                        "AdminShutdownError", "CrashShutdownError", "TooManyConnectionsError",
+                        "InternalClientError"}
+_SQLITE_UNAVAILABLE = ("unable to open database file", "database is locked", "disk i/o error",
+                       "readonly database", "database or disk is full")
+
+
+def unavailable(error: BaseException | None) -> bool:
+    """Tell whether an error means the database cannot be reached (an outage), not a fault of the request.
+
+    Looks through the error's causes: SQLAlchemy wraps driver errors, and a connection refused at
+    connect time arrives as a bare OSError.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, sa_exc.DBAPIError) and error.connection_invalidated:
+            return True
+        if isinstance(error, sa_exc.TimeoutError):  # no pooled connection came free in time
+            return True
+        if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror)):
+            return True
+        if isinstance(error, OSError) and error.errno in _NETWORK_ERRNOS:
+            return True
+        if type(error).__module__.startswith("asyncpg") and type(error).__name__ in _ASYNCPG_UNAVAILABLE:
+            return True
+        if isinstance(error, sqlite3.OperationalError) and str(error).lower().startswith(_SQLITE_UNAVAILABLE):
+            return True
+        if isinstance(error, sa_exc.DBAPIError) and error.orig is not None and error.orig is not error:
+            if unavailable(error.orig):
+                return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class Database:
@@ -150,6 +243,36 @@ class Database:
         await self.engine.dispose()
 
 
+async def in_own_loop(db: Database, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run `work` on a Database of its own, in a worker thread with an event loop of its own.
+
+    For units of work that are mostly Python (a registration batch of thousands of records: matching,
+    survivorship, building rows): on the caller's loop they would hold it for seconds; in a thread the
+    interpreter hands the GIL back every few milliseconds, so the caller's loop keeps serving. The
+    database connection is opened and closed in the thread (asyncpg connections belong to one loop);
+    the write lock still serialises writers (PostgreSQL advisory lock; SQLite's own lock, BEGIN
+    IMMEDIATE with a busy timeout). Background ANALYZE stays with the caller's Database.
+    """
+    grown: list[int] = []
+
+    def run() -> T:
+        async def go() -> T:
+            own = Database(db.url)
+            own.grew = grown.append  # type: ignore[method-assign]
+            try:
+                return await work(own)
+            finally:
+                await own.dispose()
+
+        return asyncio.run(go())
+
+    try:
+        return await asyncio.to_thread(run)
+    finally:
+        if grown:
+            db.grew(sum(grown))
+
+
 @asynccontextmanager
 async def _nullcontext() -> AsyncIterator[None]:
     yield None
@@ -194,6 +317,68 @@ async def bulk_insert(session: AsyncSession, table: Table, rows: list[dict[str, 
     await raw.driver_connection.copy_records_to_table(table.name, records=records, columns=columns)
 
 
+SLICE = 0.02  # seconds of resolving before the event loop gets to look at its sockets again
+
+
+class _Turns:
+    """The resolvers of one event loop waiting for their turn, released a batch per loop iteration."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.began = 0.0  # when the current batch was released
+        self.waiting: collections.deque[asyncio.Future] = collections.deque()
+        self.scheduled = False
+        self.batch = 8  # how many to release at once: doubled or halved to keep a batch near SLICE
+
+    def wait(self) -> asyncio.Future:
+        future = self.loop.create_future()
+        self.waiting.append(future)
+        if not self.scheduled:
+            self.scheduled = True
+            self.loop.call_soon(self.release)
+        return future
+
+    def release(self) -> None:
+        now = time.perf_counter()
+        took, self.began = now - self.began, now
+        if took < SLICE / 2:
+            self.batch = min(self.batch * 2, 4096)
+        elif took > SLICE:
+            self.batch = max(self.batch // 2, 1)
+        for _ in range(min(self.batch, len(self.waiting))):
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_result(None)
+        # the next batch after the released ones ran, and after the loop polled its sockets
+        self.scheduled = bool(self.waiting)
+        if self.scheduled:
+            self.loop.call_soon(self.release)
+
+
+_turns: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+async def cooperate() -> None:
+    """Resume in turn, so that resolving (or reading rows) never holds the event loop for long.
+
+    A loader's batch completes every waiting resolver in the same loop iteration: a page of 1000
+    customers would then resolve all their lineage, source records and history before the loop polls
+    its sockets again (seconds, for a big page, during which /healthz and every other request wait).
+    Within SLICE of the last release a resolver goes on; past it, resolvers queue and are released a
+    batch per loop iteration, the batch sized to take about SLICE.
+    """
+    loop = asyncio.get_running_loop()
+    turns = _turns.get(loop)
+    if turns is None:
+        turns = _turns[loop] = _Turns(loop)
+    if not turns.waiting and time.perf_counter() - turns.began <= SLICE:
+        return
+    await turns.wait()
+
+
+FETCH_SLICE = 1000  # rows turned into Python objects between two turns of the event loop
+
+
 class Reads:
     """The reads of one request: one autocommit connection, opened on first use, statements in turn.
 
@@ -224,7 +409,28 @@ class Reads:
             if self._conn is None:
                 self._cm = self.db.reader()
                 self._conn = await self._cm.__aenter__()
-            return list((await self._conn.execute(statement, params or {})).all())
+            try:
+                result = await self._conn.execute(statement, params or {})
+                rows = result.fetchmany(FETCH_SLICE)
+                while len(rows) % FETCH_SLICE == 0 and rows:  # a big result: convert it in slices
+                    await cooperate()
+                    more = result.fetchmany(FETCH_SLICE)
+                    if not more:
+                        break
+                    rows.extend(more)
+                return rows
+            except Exception as e:
+                if unavailable(e):  # the connection died with the database: the next statement takes a new one
+                    await self._discard()
+                raise
+
+    async def _discard(self) -> None:
+        cm, self._cm, self._conn = self._cm, None, None
+        if cm is not None:
+            try:
+                await cm.__aexit__(None, None, None)
+            except Exception:  # noqa: BLE001 - the connection is gone; the pool has invalidated it
+                pass
 
     async def first(self, statement, params: dict | None = None):
         """Run a statement and return its first row, or None."""

@@ -3,30 +3,104 @@ from __future__ import annotations
 
 import contextlib
 import pathlib
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
 from typing import Any
+
+from cross_web import HTTPException
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Message, Receive
 from strawberry.asgi import GraphQL
+from strawberry.extensions import SchemaExtension
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from authz import Authorizer
 from hub.config import Settings, get_settings
-from hub.db import Database, Reads
+from hub.db import Database, Reads, unavailable
+from hub.logs import configure_logging, safe_traceback
 from hub.ingest.matcher import load_scorer
 from hub.access.tokens import Principal, authenticate
 from hub.privacy.sealing import configure as configure_sealing, verify_keys
 from schema.build import build_schema
 from schema.context import Context, FieldForbidden, Services
+from schema.errors import UNAVAILABLE_MESSAGE
 from schema.loaders import Loaders
 
 
+log = logging.getLogger("hub")
+request_log = logging.getLogger("hub.request")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+_CODES = {400: "BAD_REQUEST", 401: "UNAUTHENTICATED", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED",
+          413: "PAYLOAD_TOO_LARGE", 415: "BAD_REQUEST", 500: "INTERNAL_SERVER_ERROR", 503: "SERVICE_UNAVAILABLE"}
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """A GraphQL-style JSON error for a request refused before execution."""
+    code = _CODES.get(status, "BAD_REQUEST")
+    return JSONResponse({"data": None, "errors": [{"message": message, "extensions": {"code": code}}]},
+                        status_code=status, headers=headers)
+
+
 def _unauthenticated(message: str) -> Response:
-    return JSONResponse({"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
-                        status_code=401, headers={"WWW-Authenticate": 'Bearer realm="hub"'})
+    return error_response(401, message, headers={"WWW-Authenticate": 'Bearer realm="hub"'})
+
+
+def _note_refusal(scope, status: int) -> None:
+    """Put the code of a request refused before execution into its log entry."""
+    scope["state"]["log"]["errors"] = _CODES.get(status, "BAD_REQUEST")
+
+
+class BodyTooLarge(Exception):
+    """The request body went past HUB_MAX_BODY_BYTES while it was being read."""
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing a body longer than `limit` bytes as soon as it gets there (nothing more is read)."""
+    seen = 0
+
+    async def limited() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+        return message
+
+    return limited
+
+
+def _operation_label(document: Any, operation_name: str | None) -> str | None:
+    """`query:customers`, `mutation:Load`: the operation's type and name, else its root fields (never values)."""
+    from graphql import OperationDefinitionNode
+    from graphql.utilities import get_operation_ast
+
+    operation = get_operation_ast(document, operation_name) if document is not None else None
+    if not isinstance(operation, OperationDefinitionNode):
+        return None
+    name = operation.name.value if operation.name else ",".join(
+        dict.fromkeys(getattr(s, "name", None) and s.name.value or "..." for s in operation.selection_set.selections))
+    return f"{operation.operation.value}:{name}"[:120]
+
+
+class OperationLabel(SchemaExtension):
+    """Put the operation's label into the request's log entry."""
+
+    def on_execute(self) -> Iterator[None]:
+        ctx = self.execution_context
+        entry = getattr(ctx.context, "log", None)
+        if entry is not None:
+            entry["op"] = _operation_label(ctx.graphql_document, ctx.operation_name)
+        yield
 
 
 def _forbidden(message: str) -> Response:
@@ -38,10 +112,14 @@ GRAPHIQL_HTML = (pathlib.Path(__file__).parent / "graphiql.html").read_text(enco
 
 
 class HubGraphQL(GraphQL):
-    """Strawberry's ASGI view with the hub's context; callers without a valid token get HTTP 401."""
+    """Strawberry's ASGI view with the hub's context; callers without a valid token get HTTP 401.
+
+    Every request outcome is JSON: a body that is not UTF-8 or JSON is 400, one over the size limit 413, a
+    database outage 503 with Retry-After; one log line per request (hub.request).
+    """
 
     def __init__(self, services: Services) -> None:
-        super().__init__(build_schema(services.settings), graphql_ide="graphiql")
+        super().__init__(build_schema(services.settings, extra_extensions=[OperationLabel]), graphql_ide="graphiql")
         self.services = services
 
     @property
@@ -52,17 +130,70 @@ class HubGraphQL(GraphQL):
         if scope["type"] != "http":
             await PlainTextResponse("not supported", status_code=400)(scope, receive, send)
             return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex[:16]
+        entry: dict[str, Any] = {"request_id": request_id, "op": None, "role": None, "status": None, "errors": None}
+        scope.setdefault("state", {})["log"] = entry
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                entry["status"] = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, sending)
+        except Exception as e:  # noqa: BLE001 - whatever escaped becomes a JSON error, never a bare 500
+            if entry["status"] is not None:
+                raise
+            if unavailable(e):
+                log.warning("database unavailable during a request")
+                response = error_response(503, UNAVAILABLE_MESSAGE, {"Retry-After": str(self.retry_after)})
+            else:
+                log.error("unexpected error in the HTTP layer: %s\n%s", type(e).__name__, safe_traceback(e))
+                response = error_response(500, "Internal server error.")
+            _note_refusal(scope, response.status_code)
+            await response(scope, receive, sending)
+        finally:
+            if scope.get("method") != "GET" or entry["op"] or entry["status"] != 200:  # not the GraphiQL page
+                fields = {**entry, "ms": round((time.perf_counter() - started) * 1000, 1)}
+                fields["errors"] = fields.pop("errors")  # last, after the duration
+                request_log.info("request", extra={"fields": fields})
+
+    @property
+    def retry_after(self) -> int:
+        return self.services.settings.retry_after
+
+    async def _serve(self, scope, receive, send) -> None:
         request = Request(scope, receive)
         if request.method == "GET" and "query" not in request.query_params:
             # the GraphiQL page holds no data; the token is set in its headers pane
             await (await self.render_graphql_ide(request))(scope, receive, send)
             return
+        limit = self.services.settings.max_body_bytes
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > limit:
+            _note_refusal(scope, 413)
+            await error_response(413, f"the request body is larger than {limit} bytes")(scope, receive, send)
+            return
         reads = Reads(self.services.db)
         try:
-            if self.services.policy_check_due():
-                await self.services.refresh_policy(reads)
-            principal = await self._principal(request, reads)
+            try:
+                if self.services.policy_check_due():
+                    await self.services.refresh_policy(reads)
+                principal = await self._principal(request, reads)
+            except Exception as e:
+                if not unavailable(e):
+                    raise
+                log.warning("database unavailable: token lookup failed (%s)", type(e).__name__)
+                _note_refusal(scope, 503)
+                await error_response(503, UNAVAILABLE_MESSAGE, {"Retry-After": str(self.retry_after)})(
+                    scope, receive, send)
+                return
             if principal is None:
+                _note_refusal(scope, 401)
                 await _unauthenticated("a valid bearer token is required: Authorization: Bearer <token>")(
                     scope, receive, send)
                 return
@@ -72,11 +203,23 @@ class HubGraphQL(GraphQL):
                 await _forbidden(f"role {principal.role!r} registers records for one source system, but this "
                                  "token names none: mint one with --system")(scope, receive, send)
                 return
-            state = scope.setdefault("state", {})
+            state = scope["state"]
             state["principal"], state["reads"] = principal, reads
-            await super().__call__(scope, receive, send)
+            state["log"]["role"] = principal.role
+            try:
+                response = await self.run(Request(scope, _limited(receive, limit)))
+            except BodyTooLarge:
+                response = error_response(413, f"the request body is larger than {limit} bytes")
+            except HTTPException as e:
+                response = error_response(e.status_code, e.reason)
+            if response.status_code >= 400 and not scope["state"]["log"].get("errors"):
+                _note_refusal(scope, response.status_code)
+            await response(scope, receive, send)
         finally:
-            await reads.close()
+            try:
+                await reads.close()
+            except Exception as e:  # noqa: BLE001 - a connection lost with the database: the pool drops it
+                log.warning("closing a read connection failed (%s)", type(e).__name__)
 
     async def _principal(self, request: Request, reads: Reads) -> Principal | None:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -84,15 +227,40 @@ class HubGraphQL(GraphQL):
             return None
         return await authenticate(reads=reads, token=token.strip())
 
+    def decode_json(self, data: str | bytes) -> object:
+        """The request's JSON: UTF-8 only, an object (or a batch list), nesting within Python's reach."""
+        if isinstance(data, bytes):
+            try:
+                data = data.decode("utf-8")
+            except UnicodeDecodeError:
+                raise HTTPException(400, "the request body is not UTF-8") from None
+        try:
+            value = json.loads(data)
+        except RecursionError:
+            raise HTTPException(400, "the request body is nested too deeply") from None
+        except ValueError:
+            raise HTTPException(400, "the request body is not JSON") from None
+        if not isinstance(value, dict | list):
+            raise HTTPException(400, "the request body must be a JSON object with a query")
+        return value
+
     async def process_result(self, request: Any, result: ExecutionResult) -> GraphQLHTTPResponse:
         if result.errors:
             result.errors = _one_per_forbidden_field(result.errors)
+            codes = sorted({(e.extensions or {}).get("code", "GRAPHQL_VALIDATION_FAILED") for e in result.errors})
+            request.state.log["errors"] = ",".join(codes)
+            if "SERVICE_UNAVAILABLE" in codes:
+                sub = request.state.sub_response
+                sub.status_code = 503
+                sub.headers["Retry-After"] = str(self.retry_after)
         return await super().process_result(request, result)
 
     async def get_context(self, request: Any, response: Any) -> Context:
         reads = request.state.reads
+        request.state.sub_response = response
         return Context(request=request, response=response, services=self.services,
-                       principal=request.state.principal, reads=reads, loaders=Loaders(reads))
+                       principal=request.state.principal, reads=reads, loaders=Loaders(reads),
+                       log=request.state.log)
 
 
 def _one_per_forbidden_field(errors: list) -> list:
@@ -127,7 +295,8 @@ def create_app(services: Services | None = None) -> Starlette:
     async def readyz(_: Request) -> Response:
         if await services.db.ping():
             return PlainTextResponse("ready")
-        return PlainTextResponse("database unavailable", status_code=503)
+        return PlainTextResponse("database unavailable", status_code=503,
+                                 headers={"Retry-After": str(services.settings.retry_after)})
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette):
@@ -149,3 +318,10 @@ def create_app(services: Services | None = None) -> Starlette:
                             Route("/readyz", readyz)], lifespan=lifespan)
     app.state.services = services
     return app
+
+
+def serve_app() -> Starlette:
+    """The application as `hub serve` runs it, in each worker: the hub's logging, then the app."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(build_services(settings))

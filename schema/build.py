@@ -1,6 +1,7 @@
 """Assemble the strawberry schema with its limits, caches and error handling."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import strawberry
@@ -11,9 +12,12 @@ from strawberry.extensions import (
 )
 
 from hub.config import Settings, get_settings
-from schema.errors import HubMaskErrors
 from strawberry.tools import merge_types
 
+from hub.db import unavailable
+from hub.logs import safe_traceback
+from schema.cost import QueryCostLimiter
+from schema.errors import HubMaskErrors, unexpected
 from schema.mutations import Mutation
 from schema.privacy import PrivacyMutation, PrivacyQuery
 from schema.queries import Query
@@ -36,14 +40,36 @@ class ForbiddenFields(SchemaExtension):
         result.errors = errors
 
 
-def build_schema(settings: Settings | None = None) -> strawberry.Schema:
+log = logging.getLogger("hub")
+
+
+class HubSchema(strawberry.Schema):
+    """The schema, logging as the hub does: a caller's errors are not logged (the request line counts their
+    codes); a database outage is one warning line; anything else is logged with its redacted traceback."""
+
+    def process_errors(self, errors: list[GraphQLError], execution_context=None) -> None:
+        outage = False
+        for error in errors:
+            original = error.original_error
+            if not unexpected(error):
+                continue
+            if unavailable(original):
+                outage = True
+                continue
+            log.error("unexpected error at %s: %s\n%s", ".".join(map(str, error.path or [])) or "-",
+                      type(original).__name__, safe_traceback(original))
+        if outage:
+            log.warning("database unavailable during a request")
+
+
+def build_schema(settings: Settings | None = None, extra_extensions: list | None = None) -> strawberry.Schema:
     """Build the hub's schema with the configured limits."""
     s = settings or get_settings()
     # the limiters' rule classes are built once: new classes per request would defeat ValidationCache,
     # whose key includes the rules
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
-    return strawberry.Schema(
+    return HubSchema(
         query=merge_types("Query", (Query, PrivacyQuery)),
         mutation=merge_types("Mutation", (Mutation, PrivacyMutation)),
         types=[Customer, SourceRecord],
@@ -52,7 +78,9 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=512),
             lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=s.max_query_tokens),
+            lambda: QueryCostLimiter(max_cost=s.max_query_cost),
             HubMaskErrors,
             ForbiddenFields,
+            *(extra_extensions or []),
         ],
     )

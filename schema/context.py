@@ -12,7 +12,7 @@ from starlette.requests import Request
 
 from authz import Access, Authorizer, default_policy_rows
 from hub.config import Settings
-from hub.db import Database, Reads
+from hub.db import Database, Reads, unavailable
 from hub.access.policy import REVISION_QUERY, RULES_QUERY, as_row
 from hub.access.tokens import Principal
 from schema.loaders import Loaders
@@ -56,7 +56,9 @@ class Services:
             if revision == self.policy_revision:
                 return
             rows = [as_row(r) for r in await reads.all(RULES_QUERY)]
-        except DBAPIError as e:
+        except Exception as e:
+            if not isinstance(e, DBAPIError) and not unavailable(e):
+                raise
             if self.policy_revision is None:  # start-up: no policy tables yet (database not migrated)
                 log.warning("policy tables unreadable (%s); serving the default policy file", type(e).__name__)
                 self._load(default_policy_rows(), UNAVAILABLE)
@@ -88,6 +90,8 @@ class Context:
     loaders: Loaders
     # Type.field -> path of its first forbidden read: one FORBIDDEN error per field, not one per list item
     forbidden: dict[str, list] = field(default_factory=dict)
+    # this request's log entry (request id, operation, role, status): the request line written by schema.app
+    log: dict[str, Any] | None = None
     # this request's access plan: (Type, field) or (Type, field, attribute) -> Access, asked once each
     _plan: dict[tuple[str, ...], Access] = field(default_factory=dict)
 

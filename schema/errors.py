@@ -12,6 +12,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
+from hub.db import unavailable
 from hub.errors import HubError
 from hub.models.types import SealingNotConfigured
 from hub.privacy.keys import KeyMaterialError
@@ -48,6 +49,7 @@ def check_argument(name: str, value: Any) -> None:
             check_argument(f.graphql_name or _camel(f.python_name), getattr(value, f.python_name, None))
 
 log = logging.getLogger("hub")
+UNAVAILABLE_MESSAGE = "the database is unavailable; retry later"
 
 
 def operation(fn: Callable) -> Callable:
@@ -77,14 +79,14 @@ KEYS_UNAVAILABLE = ("stored personal data cannot be decrypted with the keys this
                     "an operator must configure the key that sealed it (see the server log)")
 
 
-def _unexpected(error: GraphQLError) -> bool:
-    if isinstance(error.original_error, KEY_ERRORS):
-        log.error("key material: %s (at %s)", error.original_error, error.path)
-        return True
-    if error.original_error is not None and not isinstance(error.original_error, GraphQLError):
-        log.error("unexpected error at %s", error.path, exc_info=error.original_error)
-        return True
-    return False
+def unexpected(error: GraphQLError) -> bool:
+    """Tell whether an error is not the caller's: an exception other than a GraphQLError (logged by HubSchema)."""
+    return error.original_error is not None and not isinstance(error.original_error, GraphQLError)
+
+
+def unavailable_error(**kwargs) -> GraphQLError:
+    """The error every caller gets while the database cannot be reached (HTTP 503 with Retry-After)."""
+    return GraphQLError(UNAVAILABLE_MESSAGE, extensions={"code": "SERVICE_UNAVAILABLE"}, **kwargs)
 
 
 def _code_of(error: GraphQLError) -> str:
@@ -98,10 +100,11 @@ def _code_of(error: GraphQLError) -> str:
 
 
 class HubMaskErrors(MaskErrors):
-    """Mask unexpected exceptions as INTERNAL_SERVER_ERROR; keep the caller's own errors readable."""
+    """Mask unexpected exceptions as INTERNAL_SERVER_ERROR, or SERVICE_UNAVAILABLE when the database is out;
+    keep the caller's own errors readable."""
 
     def __init__(self) -> None:
-        super().__init__(should_mask_error=_unexpected, error_message="Internal server error.")
+        super().__init__(should_mask_error=unexpected, error_message="Internal server error.")
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
         """Mask the unexpected; give every error the caller caused a code, also those graphql-core raises itself
@@ -116,6 +119,9 @@ class HubMaskErrors(MaskErrors):
         if isinstance(error.original_error, KEY_ERRORS):
             return GraphQLError(KEYS_UNAVAILABLE, nodes=error.nodes, path=error.path,
                                 extensions={"code": "KEYS_UNAVAILABLE"})
+        if unavailable(error.original_error):
+            return unavailable_error(nodes=error.nodes, source=error.source, positions=error.positions,
+                                     path=error.path)
         masked = super().anonymise_error(error)
         masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
         return masked

@@ -8,11 +8,25 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from strawberry.dataloader import DataLoader
 
-from hub.db import Reads
+from hub.db import Reads, cooperate
 from hub.models import ACTIVE, MERGED, Customer, Event, Lineage, MatchCandidate, SourceRecord
 
 CUSTOMER, SR, LINEAGE, EVENT, MC = (Customer.__table__, SourceRecord.__table__, Lineage.__table__, Event.__table__,
                                    MatchCandidate.__table__)
+
+
+class CooperativeLoader(DataLoader):
+    """A DataLoader whose callers resume in slices (see `cooperate`)."""
+
+    def load(self, key: Any) -> Any:
+        # the key joins the current batch now, as with DataLoader; only the caller's resumption is sliced
+        return _resume(super().load(key))
+
+
+async def _resume(future: Any) -> Any:
+    value = await future
+    await cooperate()
+    return value
 
 
 class Loaders:
@@ -20,12 +34,12 @@ class Loaders:
 
     def __init__(self, reads: Reads) -> None:
         self.reads = reads
-        self.customer = DataLoader(self._customers)
-        self.records_of = DataLoader(self._records_of)
-        self.record = DataLoader(self._records)
-        self.lineage_of = DataLoader(self._lineage_of)
-        self.history = DataLoader(self._history)
-        self.candidate = DataLoader(self._candidates)
+        self.customer = CooperativeLoader(self._customers)
+        self.records_of = CooperativeLoader(self._records_of)
+        self.record = CooperativeLoader(self._records)
+        self.lineage_of = CooperativeLoader(self._lineage_of)
+        self.history = CooperativeLoader(self._history)
+        self.candidate = CooperativeLoader(self._candidates)
 
     async def _rows(self, stmt, params: dict[str, Any]) -> list[Any]:
         return await self.reads.all(stmt, params)

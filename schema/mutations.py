@@ -9,6 +9,7 @@ from hub.golden.attributes import STORAGE_NAME
 from hub.ingest.records import RecordInput, delete_record, register_batch
 from hub.steward.stewardship import merge_customers, override_attribute, resolve_candidate, split_record, unmerge_customer
 from hub.ingest.systems import register_system
+from hub.db import in_own_loop
 from schema.errors import operation
 from schema.queries import check_system, parse_id
 from schema.types import (
@@ -29,6 +30,9 @@ def check_writable(info: strawberry.Info, type_name: str, fields: set[str]) -> N
 async def _customer(info: strawberry.Info, customer_id: int) -> Customer:
     row = await info.context.loaders.customer.load(customer_id)
     return Customer(row=row)
+
+
+INLINE_BATCH = 50  # records a registerRecords call may have for it to run on the event loop
 
 
 @strawberry.type
@@ -56,8 +60,13 @@ class Mutation:
             # refused before writing: a batch stored but answered with an error would be sent again
             raise Forbidden(f"role {ctx.principal.role!r} may not read RegistrationResult.action, so it may not "
                             "register records (the policy should allow read or read-masked)")
-        results = await register_batch(db=ctx.db, system=system, records=inputs, actor=ctx.principal.subject,
-                                       settings=ctx.services.settings, scorer=ctx.services.scorer)
+
+        def register(db):
+            return register_batch(db=db, system=system, records=inputs, actor=ctx.principal.subject,
+                                  settings=ctx.services.settings, scorer=ctx.services.scorer)
+
+        # a big batch is seconds of Python: in a thread of its own, the event loop keeps serving meanwhile
+        results = await (in_own_loop(ctx.db, register) if len(inputs) > INLINE_BATCH else register(ctx.db))
         return [RegistrationResult(key=r.key, outcome=RegistrationAction(r.action), customer_id=r.customer_id,
                                    probability=r.probability,
                                    errors=[FieldError(field=e.field, message=e.message, code=e.code) for e in r.errors])
