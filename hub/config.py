@@ -19,6 +19,16 @@ def _exact_rules(text: str | None) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(a.strip() for a in rule.split("+") if a.strip()) for rule in text.split(";") if rule.strip())
 
 
+DEFAULT_CONSENT_PURPOSES: tuple[str, ...] = ("marketing-email", "profiling")
+
+
+def _purposes(text: str | None) -> tuple[str, ...]:
+    """Parse `marketing-email,profiling` into purpose names."""
+    if text is None or not text.strip():
+        return DEFAULT_CONSENT_PURPOSES
+    return tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -35,6 +45,12 @@ class Settings:
     max_query_tokens: int = 5000
     max_aliases: int = 30
     sql_echo: bool = False
+    # consent purposes a customer may grant or withdraw (hub.privacy.consent)
+    consent_purposes: tuple[str, ...] = DEFAULT_CONSENT_PURPOSES
+    # the audit of sensitive reads (hub.privacy.audit): on/off, flushed every N ms or M entries
+    read_audit: bool = True
+    audit_flush_ms: int = 200
+    audit_batch: int = 1000
 
 
 @lru_cache(maxsize=1)
@@ -50,4 +66,8 @@ def get_settings() -> Settings:
         max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
         match_model=env.get("HUB_MATCH_MODEL", "latest"),
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
+        consent_purposes=_purposes(env.get("HUB_CONSENT_PURPOSES")),
+        read_audit=env.get("HUB_READ_AUDIT", "on").lower() not in ("off", "0", "false", "no"),
+        audit_flush_ms=int(env.get("HUB_AUDIT_FLUSH_MS", "200")),
+        audit_batch=int(env.get("HUB_AUDIT_BATCH", "1000")),
     )

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import contextlib
+import re
+import uuid
 from typing import Any
 
 from starlette.applications import Starlette
@@ -17,6 +19,7 @@ from hub.config import Settings, get_settings
 from hub.db import Database, Reads
 from hub.ingest.matcher import load_scorer
 from hub.access.tokens import Principal, authenticate
+from hub.privacy.audit import ReadAuditLog
 from schema.build import build_schema
 from schema.context import Context, FieldForbidden, Services
 from schema.loaders import Loaders
@@ -54,7 +57,14 @@ class HubGraphQL(GraphQL):
                 return
             state = scope.setdefault("state", {})
             state["principal"], state["reads"] = principal, reads
-            await super().__call__(scope, receive, send)
+            state["request_id"] = _request_id(request)
+            state["sensitive_reads"] = sensitive = []
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                if sensitive and self.services.audit is not None:
+                    self.services.audit.record(sensitive, subject=principal.subject, role=principal.role,
+                                               request_id=state["request_id"])
         finally:
             await reads.close()
 
@@ -70,9 +80,20 @@ class HubGraphQL(GraphQL):
         return await super().process_result(request, result)
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        reads = request.state.reads
-        return Context(request=request, response=response, services=self.services,
-                       principal=request.state.principal, reads=reads, loaders=Loaders(reads))
+        reads, principal = request.state.reads, request.state.principal
+        purposes = self.services.authorizer.purposes(principal.role)
+        return Context(request=request, response=response, services=self.services, principal=principal,
+                       reads=reads, loaders=Loaders(reads, purposes), purposes=purposes,
+                       request_id=request.state.request_id, sensitive_reads=request.state.sensitive_reads)
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(request: Request) -> str:
+    """The caller's X-Request-ID when it is a plain token of at most 64 characters, else a fresh one."""
+    given = request.headers.get("x-request-id", "")
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
 
 
 def _one_per_forbidden_field(errors: list) -> list:
@@ -92,8 +113,10 @@ def build_services(settings: Settings | None = None, *, db: Database | None = No
                    authorizer: Authorizer | None = None, scorer: Any = None) -> Services:
     """Wire the hub's long-lived parts from settings."""
     settings = settings or get_settings()
-    return Services(db=db or Database(settings.database_url, echo=settings.sql_echo), settings=settings,
-                    authorizer=authorizer or Authorizer(), scorer=scorer)
+    db = db or Database(settings.database_url, echo=settings.sql_echo)
+    audit = ReadAuditLog(db, flush_ms=settings.audit_flush_ms, batch=settings.audit_batch,
+                         enabled=settings.read_audit)
+    return Services(db=db, settings=settings, authorizer=authorizer or Authorizer(), scorer=scorer, audit=audit)
 
 
 def create_app(services: Services | None = None) -> Starlette:
@@ -118,6 +141,8 @@ def create_app(services: Services | None = None) -> Starlette:
         if services.scorer is None:
             services.scorer = await load_scorer(services.db, services.settings.match_model)
         yield
+        if services.audit is not None:
+            await services.audit.close()  # what is still queued is written before the pool closes
         await services.db.dispose()
 
     graphql = HubGraphQL(services)

@@ -3,6 +3,7 @@ from hub.models.customers import ACTIVE, MERGED, RETIRED, Customer, Lineage
 from hub.models.events import Event
 from hub.models.matching import BlockingKey, MatchCandidate, MatchModelVersion
 from hub.models.policy import AuthzRevision as AuthzRevision, AuthzRule as AuthzRule  # re-exported
+from hub.models.privacy import Consent, ConsentStatement, ReadAudit
 from hub.models.records import SourceRecord
 from hub.models.stewardship import MANUAL_MERGE, NOT_A_MATCH, SPLIT, StewardRule
 from hub.models.systems import SourceSystem
@@ -10,5 +11,5 @@ from hub.models.tokens import ApiToken
 from hub.models.types import utcnow
 
 __all__ = ["ACTIVE", "MANUAL_MERGE", "MERGED", "NOT_A_MATCH", "RETIRED", "SPLIT", "ApiToken", "BlockingKey",
-           "Customer", "Event", "Lineage", "MatchCandidate", "MatchModelVersion", "SourceRecord", "SourceSystem",
+           "Consent", "ConsentStatement", "Customer", "Event", "Lineage", "MatchCandidate", "MatchModelVersion", "ReadAudit", "SourceRecord", "SourceSystem",
            "StewardRule", "utcnow"]
