@@ -1,4 +1,4 @@
-"""The `hub` command: serve, migrate, token, policy, load."""
+"""The `hub` command: serve, migrate, token, policy, load, subject, ..."""
 from __future__ import annotations
 
 import asyncio
@@ -216,7 +216,7 @@ def load(file: Path, system: str, batch: int, actor: str) -> None:
                 chunk: list[RecordInput] = []
                 for obj in read_records(file):
                     chunk.append(RecordInput(str(obj.get("key") or ""), obj.get("attributes") or {},
-                                             _ts(obj.get("updatedAt"))))
+                                             _ts(obj.get("updatedAt")), _consents(obj.get("consents"))))
                     if len(chunk) == batch:
                         await _send(db, system, chunk, actor, settings, scorer, counts, rejected, bar)
                         chunk = []
@@ -238,6 +238,20 @@ async def _send(db, system, chunk, actor, settings, scorer, counts, rejected, ba
         if r.action == "REJECTED":
             rejected.append(f"{r.key}: " + "; ".join(f"{e.field}: {e.message}" for e in r.errors))
     bar.update(len(chunk))
+
+
+def _consents(value) -> list:
+    """The `consents` of a JSONL line (as in SourceRecordInput); a malformed entry stops the load."""
+    from hub.privacy.consent import Statement
+
+    if not value:
+        return []
+    out = []
+    for c in value if isinstance(value, list) else [value]:
+        if not isinstance(c, dict) or not isinstance(c.get("purpose"), str) or not isinstance(c.get("granted"), bool):
+            raise click.ClickException("each consent needs a purpose (text) and granted (true or false)")
+        out.append(Statement(c["purpose"], c["granted"], _ts(c.get("at")), c.get("evidence")))
+    return out
 
 
 def _ts(value: str | None) -> dt.datetime | None:
@@ -369,6 +383,54 @@ def reindex(batch: int) -> None:
     click.echo(f"reindexed {result.records} records in {time.perf_counter() - started:.1f}s: {result.changed} "
                f"changed, keys {result.keys_before} -> {result.keys_after}", err=True)
     click.echo(json.dumps(dataclasses.asdict(result)))
+
+
+@main.group()
+def subject() -> None:
+    """Data subject requests: what the hub holds on a person."""
+
+
+@subject.command("export")
+@click.argument("customer_id", type=int)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON document here (default: stdout); the summary goes beside it as .md.")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the readable summary (Markdown) here instead.")
+@click.option("--actor", default="cli:subject", show_default=True, help="Recorded in the audit of sensitive reads.")
+def subject_export(customer_id: int, out: Path | None, summary_path: Path | None, actor: str) -> None:
+    """Everything the hub holds on the person behind CUSTOMER_ID (a merged-away id: its survivor)."""
+    from authz import Authorizer
+    from hub.access.policy import list_rows
+    from hub.golden.attributes import STORAGE_NAME
+    from hub.privacy.audit import write_reads
+    from hub.privacy.subject import subject_access
+
+    upgrade(get_settings().database_url)
+
+    async def go():
+        async with _database() as db:
+            async with db.session() as session:
+                rows = await list_rows(session=session)
+                auth = Authorizer(rows or None)
+                sensitive = [f for f in STORAGE_NAME if auth.audited("admin", "Customer", f)]
+                found = await subject_access(session=session, customer_id=customer_id, sensitive=sensitive)
+            if found.reads:  # the export discloses these: audited like any admin read
+                async with db.write(lock=False) as session:
+                    await write_reads(session, found.reads, subject=actor, role="admin")
+            return found
+
+    found = _run(go())
+    text = json.dumps(found.document, indent=2, ensure_ascii=False)
+    if out is None:
+        click.echo(text)
+    else:
+        out.write_text(text + "\n", encoding="utf-8")
+        summary_path = summary_path or out.with_suffix(".md")
+    if summary_path is not None:
+        summary_path.write_text(found.summary, encoding="utf-8")
+        click.echo(f"wrote {out or 'stdout'} and {summary_path} (customer {found.customer_id})", err=True)
+    else:
+        click.echo(found.summary, err=True)
 
 
 if __name__ == "__main__":
