@@ -17,3 +17,30 @@ def test_models_and_migrations_agree(db_url):
 def test_migrating_twice_changes_nothing(db_url):
     command.upgrade(alembic_config(db_url), "head")
     command.check(alembic_config(db_url))
+
+
+def test_privacy_migration_adds_the_marketing_and_audit_rows_to_a_stored_policy(db_url):
+    import asyncio
+
+    from hub.access.policy import current_revision, list_rows
+    from hub.db import Database
+
+    async def stored():
+        db = Database(db_url)
+        try:
+            async with db.session() as s:
+                return set(await list_rows(session=s)), await current_revision(session=s)
+        finally:
+            await db.dispose()
+
+    marketing = ("p", "marketing", "marketing-email", "require-consent", "allow")
+    audit = ("p", "*", "*.nationalId", "audit", "allow")
+    cfg = alembic_config(db_url)
+    command.downgrade(cfg, "d65f972307d8")  # a policy stored before the privacy work
+    try:
+        rows, before = asyncio.run(stored())
+        assert marketing not in rows and audit not in rows
+    finally:
+        command.upgrade(cfg, "head")
+    rows, after = asyncio.run(stored())
+    assert {marketing, audit} <= rows and after == before + 1
