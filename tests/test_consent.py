@@ -209,6 +209,49 @@ async def test_consent_set_in_the_hub_follows_its_customer_into_a_merge(admin, d
     assert c["id"] == a and [(x["purpose"], x["granted"]) for x in c["consents"]] == [("profiling", True)]
 
 
+async def test_unmerge_takes_the_records_statements_back_and_leaves_hub_statements_with_the_survivor(admin, db):
+    await add_system(admin, "crm")
+    [a] = await register(admin, "crm", rec("A", **ANN))
+    [b] = await register(admin, "crm", {**rec("B", **BEN), "consents": [granted(at="2026-01-01T00:00:00Z")]})
+    a_id, b_id = a["customer"]["id"], b["customer"]["id"]
+    await admin(MERGE, ids=[a_id, b_id])
+    await admin(SET, id=a_id, p="profiling", g=True)
+    assert {c["purpose"] for c in (await admin(CONSENTS, id=a_id))["customer"]["consents"]} == {
+        "marketing-email", "profiling"}
+    await admin("""mutation($id: ID!) { unmergeCustomer(id: $id) { id } }""", id=b_id)
+    back = (await admin(CONSENTS, id=b_id))["customer"]
+    stays = (await admin(CONSENTS, id=a_id))["customer"]
+    assert [(c["purpose"], c["granted"]) for c in back["consents"]] == [("marketing-email", True)]
+    assert [(c["purpose"], c["granted"]) for c in stays["consents"]] == [("profiling", True)]
+
+
+async def test_consents_follow_records_merged_and_moved_by_a_rematch(admin, services, db, settings):
+    from hub.ops.rematch import apply_rematch, model_in_use, plan_rematch
+    from tests.test_rematch import ANNA, OLAF, ZOE
+
+    services.scorer = None  # registration by the rules only: the batch model then merges and splits
+    await add_system(admin, "crm")
+    reg = {}
+    for key, attrs, consent in [
+            ("A1", dict(ANNA, email="anna@berg.de"), granted(at="2026-01-01T00:00:00Z")),
+            ("A2", dict(ANNA, email="anna.b@work.com"), granted("profiling", at="2026-01-01T00:00:00Z")),
+            ("Z1", dict(ZOE, nationalId="NO-123456"), granted(at="2026-01-01T00:00:00Z")),
+            ("O1", dict(OLAF, nationalId="NO-123456"), None), ("O2", dict(OLAF, phone="+4740000000"), None)]:
+        [r] = await register(admin, "crm", {**rec(key, **attrs), **({"consents": [consent]} if consent else {})})
+        reg[key] = r["customer"]["id"]
+    assert reg["Z1"] == reg["O1"] and reg["A1"] != reg["A2"]
+    _, model_json = await model_in_use(db=db, choice="default")
+    await apply_rematch(db=db, plan=await plan_rematch(db=db, settings=settings, model_json=model_json),
+                        actor="rematch")
+    anna = (await admin(CONSENTS, id=reg["A1"]))["customer"]
+    assert sorted(c["purpose"] for c in anna["consents"]) == ["marketing-email", "profiling"]
+    zoe = (await admin("""{ sourceRecord(system: "crm", key: "Z1") { customer { id } } }"""))["sourceRecord"]
+    assert zoe["customer"]["id"] != reg["O1"]
+    assert [c["purpose"] for c in (await admin(CONSENTS, id=zoe["customer"]["id"]))["customer"]["consents"]] == [
+        "marketing-email"]
+    assert (await admin(CONSENTS, id=reg["O1"]))["customer"]["consents"] == []
+
+
 # -- who sees consents -------------------------------------------------------------------------------------
 
 async def test_consents_as_reader_show_the_state_but_not_evidence_nor_actor(admin, client, db):
