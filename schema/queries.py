@@ -88,10 +88,11 @@ class Query:
     @operation
     async def customers(self, info: strawberry.Info, first: int = 50, after: str | None = None) -> CustomerConnection:
         t = CustomerRow.__table__
+        position = decode_cursor("customer", after)
         stmt = select(t)
         if info.context.purposes:  # only customers who granted the caller's purposes: driven by the consent index
-            stmt = granted_join(stmt, t.c.id, sorted(info.context.purposes))
-        stmt = stmt.where(t.c.id > decode_cursor("customer", after), t.c.status == ACTIVE).order_by(t.c.id)
+            stmt = granted_join(stmt, t.c.id, sorted(info.context.purposes), after=position)
+        stmt = stmt.where(t.c.id > position, t.c.status == ACTIVE).order_by(t.c.id)
         rows, more = await _page(info, stmt, page_size(first))
         edges = [CustomerEdge(cursor=encode_cursor("customer", r.id), node=Customer(row=r)) for r in rows]
         return CustomerConnection(edges=edges, page_info=PageInfo(has_next_page=more,

@@ -75,12 +75,17 @@ def visible(customer_id, purposes: Iterable[str]):
     return conditions[0] if len(conditions) == 1 else and_(*conditions)
 
 
-def granted_join(stmt, customer_id, purposes: Sequence[str]):
+def granted_join(stmt, customer_id, purposes: Sequence[str], after: int | None = None):
     """Join a select on the customers that granted the first purpose (an index range on consent, in
-    customer order, so a page is read without scanning the customers who did not); EXISTS for the rest."""
+    customer order, so a page is read without scanning the customers who did not); EXISTS for the rest.
+    `after`: the page's keyset cursor, also applied to the consent index (the planner does not carry it
+    across the join by itself, and a deep page would read the index from its start)."""
     first, *rest = sorted(purposes)
     c = CONSENT.alias("granted_consent")
-    stmt = stmt.join(c, and_(c.c.customer_id == customer_id, c.c.purpose == first, c.c.granted.is_(True)))
+    on = [c.c.customer_id == customer_id, c.c.purpose == first, c.c.granted.is_(True)]
+    if after is not None:
+        on.append(c.c.customer_id > after)
+    stmt = stmt.join(c, and_(*on))
     return stmt.where(visible(customer_id, rest)) if rest else stmt
 
 
