@@ -11,5 +11,5 @@ from hub.models.tokens import ApiToken
 from hub.models.types import utcnow
 
 __all__ = ["ACTIVE", "MANUAL_MERGE", "MERGED", "NOT_A_MATCH", "RETIRED", "SPLIT", "ApiToken", "BlockingKey",
-           "Consent", "ConsentStatement", "Customer", "Event", "Lineage", "MatchCandidate", "MatchModelVersion", "ReadAudit", "SourceRecord", "SourceSystem",
-           "StewardRule", "utcnow"]
+           "Consent", "ConsentStatement", "Customer", "Event", "Lineage", "MatchCandidate", "MatchModelVersion",
+           "ReadAudit", "SourceRecord", "SourceSystem", "StewardRule", "utcnow"]
