@@ -50,7 +50,7 @@ class Statement:
 def check_statement(statement: Statement, purposes: Collection[str]) -> str | None:
     """Why a statement cannot be taken (unknown purpose, evidence too long), or None."""
     if statement.purpose not in purposes:
-        return f"unknown consent purpose {statement.purpose!r}; configured: {', '.join(purposes)}"
+        return f"unknown consent purpose {statement.purpose[:64]!r}; configured: {', '.join(purposes)}"
     if statement.evidence is not None and len(statement.evidence) > MAX_EVIDENCE:
         return f"consent evidence is longer than {MAX_EVIDENCE} characters"
     if "\x00" in (statement.evidence or ""):
