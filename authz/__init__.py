@@ -30,9 +30,14 @@ _HERE = pathlib.Path(__file__).resolve().parent
 REGISTER_OPERATION = "Mutation.registerRecords"
 ALL_SYSTEMS = "Systems.all"
 
-ACTIONS = frozenset({"read", "read-masked", "write", "call"})
+# read/read-masked/write/call: field and operation access. audit: reading the field is recorded (the
+# field is sensitive). require-consent: the object is a consent purpose; the role sees only customers
+# who granted it (row-level access).
+ACTIONS = frozenset({"read", "read-masked", "write", "call", "audit", "require-consent"})
+ANY_ROLE = "*"  # the subject of a p row that applies to every role the policy knows
 _ROLE = re.compile(r"[A-Za-z0-9_.:-]+")
 _OBJECT = re.compile(r"[A-Za-z0-9_*]+(?:\.[A-Za-z0-9_*]+)?")  # *, Customer.*, *.nationalId, Query.x
+_PURPOSE = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")  # a consent purpose: marketing-email, profiling
 
 
 class Access(enum.Enum):
@@ -69,12 +74,14 @@ def validate_row(row: Sequence[str]) -> tuple[str, ...]:
     r = tuple(str(x).strip() for x in row)
     if len(r) == 5 and r[0] == "p":
         _, sub, obj, act, eft = r
-        if _ROLE.fullmatch(sub) and _OBJECT.fullmatch(obj) and act in ACTIONS and eft in ("allow", "deny"):
+        good_obj = _PURPOSE.fullmatch(obj) if act == "require-consent" else _OBJECT.fullmatch(obj)
+        if (_ROLE.fullmatch(sub) or sub == ANY_ROLE) and good_obj and act in ACTIONS and eft in ("allow", "deny"):
             return r
     elif len(r) == 3 and r[0] == "g" and _ROLE.fullmatch(r[1]) and _ROLE.fullmatch(r[2]):
         return r
-    raise ValueError(f"invalid policy row {tuple(row)!r}: expected (p, role, object, action, allow|deny) "
-                     f"with action in {sorted(ACTIONS)}, or (g, member role, parent role)")
+    raise ValueError(f"invalid policy row {tuple(row)!r}: expected (p, role or *, object, action, allow|deny) "
+                     f"with action in {sorted(ACTIONS)} (require-consent: the object is a purpose, lower-case "
+                     f"letters, digits, - and _), or (g, member role, parent role)")
 
 
 def _rows(rows: Iterable[Sequence[str]]) -> tuple[tuple[str, ...], ...]:
@@ -105,17 +112,20 @@ class _RowsAdapter(Adapter):
 class _Policy:
     """One policy version: its rows, the enforcer built from them, and the memos of its decisions."""
 
-    __slots__ = ("rows", "roles", "enforcer", "lock", "decisions", "fields", "plans")
+    __slots__ = ("rows", "roles", "enforcer", "lock", "decisions", "fields", "plans", "purposes", "consent_purposes")
 
     def __init__(self, rows: tuple[tuple[str, ...], ...]):
         self.rows = rows
-        self.roles = frozenset(r[1] for r in rows)  # subjects of p rows, members of g rows
+        self.roles = frozenset(r[1] for r in rows if r[1] != ANY_ROLE)  # subjects of p rows, members of g rows
+        # every purpose some require-consent row names: the candidates of Authorizer.purposes
+        self.consent_purposes = tuple(sorted({r[2] for r in rows if r[0] == "p" and r[3] == "require-consent"}))
         self.enforcer = casbin.Enforcer(str(default_model_path()), _RowsAdapter(rows))
         self.enforcer.add_function("objMatch", _obj_match)
         self.lock = threading.Lock()  # enforce() mutates enforcer state: one at a time (memo misses only)
         self.decisions: dict[tuple[str, str, str], bool] = {}
         self.fields: dict[tuple[str, str, str], Access] = {}
         self.plans: dict[tuple[str, str, tuple[str, ...]], dict[str, Access]] = {}
+        self.purposes: dict[str, frozenset[str]] = {}
 
 
 class Authorizer:
@@ -178,6 +188,25 @@ class Authorizer:
         a = self.field_access(role, type_name, field)
         b = self.field_access(role, "Customer", attribute)
         return a if _STRICTNESS[a] <= _STRICTNESS[b] else b
+
+    def purposes(self, role: str) -> frozenset[str]:
+        """The consent purposes a role is bound to: it may see only customers who granted every one of them.
+
+        Decided by Casbin like any other access (rows ``p, role, <purpose>, require-consent, allow``,
+        inherited through g, a deny row lifts the binding) and memoised per role. An unknown role gets no
+        binding here, and no access at all elsewhere.
+        """
+        policy = self._policy
+        found = policy.purposes.get(role)
+        if found is None:
+            found = frozenset(p for p in policy.consent_purposes if self._can(policy, role, p, "require-consent"))
+            if role in policy.roles:
+                policy.purposes[role] = found
+        return found
+
+    def audited(self, role: str, type_name: str, field: str) -> bool:
+        """Whether reading ``type_name.field`` as ``role`` must be recorded (the policy marks it sensitive)."""
+        return self._can(self._policy, role, f"{type_name}.{field}", "audit")
 
     # -- policy ------------------------------------------------------------------------------------
 

@@ -7,6 +7,11 @@ attribute, lineage and source records, through the ASGI app in-process, alternat
 
   python bench/authz_overhead.py                         # 2,000 customers, page 500, 30 rounds
   python bench/authz_overhead.py --rounds 60 --profile   # and a pyinstrument profile of one reader page
+  python bench/authz_overhead.py --audit                 # admin reads with the read audit on vs off
+
+--audit: the admin's page (every value sensitive to the audit: national id and date of birth on the golden
+record, its lineage and its source records, some 3,700 audit entries a page) and one customer read alone,
+with HUB_READ_AUDIT on and off, alternating; the audit's background flushes run meanwhile, as in service.
 """
 from __future__ import annotations
 
@@ -149,6 +154,69 @@ async def measure(db: Database, tokens: dict[str, str], first: int, rounds: int,
             print(profiler.output_text(unicode=False, color=False, show_all=False))
 
 
+ONE = f"""query($id: ID!) {{ customer(id: $id) {{ id version {ATTRS}
+  lineage {{ field value rule sourceRecord {{ system key }} }}
+  sourceRecords {{ system key {ATTRS} }} }} }}"""
+
+
+async def measure_audit(db: Database, tokens: dict[str, str], first: int, rounds: int) -> None:
+    """Admin reads with the read audit on and off: a page of `first` customers, and single customers."""
+    import dataclasses
+
+    base = Settings(database_url=db.url)
+    apps = {name: build_services(dataclasses.replace(base, read_audit=on), db=db, authorizer=Authorizer())
+            for name, on in (("on", True), ("off", False))}
+    clients = {name: httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(s)), base_url="http://hub",
+                                       timeout=120) for name, s in apps.items()}
+    headers = {"Authorization": f"Bearer {tokens['admin']}"}
+
+    async def one(client: httpx.AsyncClient, cid: int) -> float:
+        t0 = time.perf_counter()
+        r = await client.post("/graphql", json={"query": ONE, "variables": {"id": str(cid)}}, headers=headers)
+        assert r.status_code == 200 and not r.json().get("errors")
+        return time.perf_counter() - t0
+
+    try:
+        for name in apps:  # warm-up
+            for _ in range(3):
+                await page(clients[name], tokens["admin"], first)
+        pages: dict[str, list[float]] = {"on": [], "off": []}
+        singles: dict[str, list[float]] = {"on": [], "off": []}
+        rng = random.Random(1)
+        for i in range(rounds):
+            order = ("on", "off") if i % 2 == 0 else ("off", "on")
+            for name in order:
+                pages[name].append((await page(clients[name], tokens["admin"], first))[0])
+            for _ in range(20):
+                cid = rng.randrange(1, 1500)
+                for name in order:
+                    singles[name].append(await one(clients[name], cid))
+        entries = apps["on"].audit.pending
+        await apps["on"].audit.flush()
+        # this process's CPU time for blocks of pages, the audit's writes included (flushed at the end of
+        # each "on" block): steadier than wall time on a shared machine
+        cpu: dict[str, list[float]] = {"on": [], "off": []}
+        for i in range(max(rounds // 2, 2)):
+            for name in (("on", "off") if i % 2 == 0 else ("off", "on")):
+                t0 = time.process_time()
+                for _ in range(5):
+                    await page(clients[name], tokens["admin"], first)
+                await apps[name].audit.flush()
+                cpu[name].append((time.process_time() - t0) / 5)
+        written = apps["on"].audit.pending
+        for name in ("on", "off"):
+            await apps[name].audit.close()
+        print(f"audit entries still queued at the end of the timed rounds: {entries}; after the CPU rounds: {written}")
+        for label, times in (("page", pages), ("one", singles), ("page-cpu", cpu)):
+            print(summary(f"{label}/on", times["on"]))
+            print(summary(f"{label}/off", times["off"]))
+            on, off = statistics.median(times["on"]), statistics.median(times["off"])
+            print(f"{label}: audit on vs off, median {(on / off - 1) * 100:+.1f}%")
+    finally:
+        for c in clients.values():
+            await c.aclose()
+
+
 async def run(args: argparse.Namespace) -> None:
     name = args.database or f"hub_bench_authz_{uuid.uuid4().hex[:8]}"
     url = args.server.rsplit("/", 1)[0] + "/" + name
@@ -159,7 +227,10 @@ async def run(args: argparse.Namespace) -> None:
         t0 = time.perf_counter()
         tokens = await load(db, args.customers, args.seed)
         print(f"loaded {args.customers} people into {name} in {time.perf_counter() - t0:.1f} s")
-        await measure(db, tokens, args.page, args.rounds, args.profile)
+        if args.audit:
+            await measure_audit(db, tokens, args.page, args.rounds)
+        else:
+            await measure(db, tokens, args.page, args.rounds, args.profile)
         await db.dispose()
     finally:
         if not args.keep:
@@ -177,6 +248,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--profile", action="store_true", help="print a pyinstrument profile of one reader page")
     ap.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    ap.add_argument("--audit", action="store_true", help="admin reads with the read audit on vs off instead")
     asyncio.run(run(ap.parse_args()))
 
 

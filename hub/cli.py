@@ -1,10 +1,12 @@
-"""The `hub` command: serve, migrate, token, policy, load, train, rematch, reindex, keys, erasure, retention, bench."""
+"""The `hub` command: serve, migrate, token, policy, load, train, rematch, reindex, keys, erasure, retention,
+subject, bench."""
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -646,6 +648,62 @@ def keys_status() -> None:
     report = _run(go())
     click.echo(json.dumps({"active": sealer().ring.active_id, "keys": [kid for kid, _ in sealer().ring.enc_keys],
                            "sealed_by_key": dict(report.by_key), "clear": report.clear, "rows": report.rows}))
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file of personal data readable by its owner only."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+@main.group()
+def subject() -> None:
+    """Data subject requests: what the hub holds on a person."""
+
+
+@subject.command("export")
+@click.argument("customer_id", type=int)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON document here (default: stdout); the summary goes beside it as .md.")
+@click.option("--summary", "summary_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the readable summary (Markdown) here instead.")
+@click.option("--actor", default="cli:subject", show_default=True, help="Recorded in the audit of sensitive reads.")
+def subject_export(customer_id: int, out: Path | None, summary_path: Path | None, actor: str) -> None:
+    """Everything the hub holds on the person behind CUSTOMER_ID (a merged-away id: its survivor)."""
+    from authz import Authorizer
+    from hub.access.policy import list_rows
+    from hub.golden.attributes import STORAGE_NAME
+    from hub.privacy.audit import write_reads
+    from hub.privacy.subject import subject_access
+
+    upgrade(get_settings().database_url)
+
+    async def go():
+        async with _database() as db:
+            async with db.session() as session:
+                rows = await list_rows(session=session)
+                auth = Authorizer(rows or None)
+                sensitive = [f for f in STORAGE_NAME if auth.audited("admin", "Customer", f)]
+                found = await subject_access(session=session, customer_id=customer_id, sensitive=sensitive)
+            if found.reads:  # the export discloses these: audited like any admin read
+                async with db.write(lock=False) as session:
+                    await write_reads(session, found.reads, subject=actor, role="admin")
+            return found
+
+    found = _run(go())
+    text = json.dumps(found.document, indent=2, ensure_ascii=False)
+    if out is None:
+        click.echo(text)
+    else:
+        _write_private(out, text + "\n")
+        summary_path = summary_path or out.with_suffix(".md")
+    if summary_path is not None:
+        _write_private(summary_path, found.summary)
+        click.echo(f"wrote {out or 'stdout'} and {summary_path} (customer {found.customer_id})", err=True)
+    else:
+        click.echo(found.summary, err=True)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,16 @@ def _encrypted(text: str | None) -> frozenset[str]:
     return frozenset(re.sub(r"(?<!^)([A-Z])", r"_\1", n).lower() for n in names)
 
 
+DEFAULT_CONSENT_PURPOSES: tuple[str, ...] = ("marketing-email", "profiling")
+
+
+def _purposes(text: str | None) -> tuple[str, ...]:
+    """Parse `marketing-email,profiling` into purpose names."""
+    if text is None or not text.strip():
+        return DEFAULT_CONSENT_PURPOSES
+    return tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -65,6 +75,12 @@ class Settings:
     erasure_task_days: int = 30
     # attributes sealed at rest (checked against hub.privacy.sealing.SEALABLE when the sealer is configured)
     encrypted_attributes: frozenset[str] = DEFAULT_ENCRYPTED
+    # consent purposes a customer may grant or withdraw (hub.privacy.consent)
+    consent_purposes: tuple[str, ...] = DEFAULT_CONSENT_PURPOSES
+    # the audit of sensitive reads (hub.privacy.audit): on/off, flushed every N ms or M entries
+    read_audit: bool = True
+    audit_flush_ms: int = 200
+    audit_batch: int = 1000
 
 
 @lru_cache(maxsize=1)
@@ -90,4 +106,8 @@ def get_settings() -> Settings:
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",
         erasure_task_days=int(env.get("HUB_ERASURE_TASK_DAYS", "30")),
         encrypted_attributes=_encrypted(env.get("HUB_ENCRYPTED_ATTRIBUTES")),
+        consent_purposes=_purposes(env.get("HUB_CONSENT_PURPOSES")),
+        read_audit=env.get("HUB_READ_AUDIT", "on").lower() not in ("off", "0", "false", "no"),
+        audit_flush_ms=int(env.get("HUB_AUDIT_FLUSH_MS", "200")),
+        audit_batch=int(env.get("HUB_AUDIT_BATCH", "1000")),
     )

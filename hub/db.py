@@ -187,12 +187,16 @@ class Database:
             yield session
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncSession]:
-        """Run one unit of work under the write lock; commit on success, roll back on any error."""
+    async def write(self, *, lock: bool = True) -> AsyncIterator[AsyncSession]:
+        """Run one unit of work under the write lock; commit on success, roll back on any error.
+
+        lock=False (PostgreSQL): no advisory lock, for appends to tables no unit of work reads (the read
+        audit), which must not queue behind registrations. SQLite has one writer whatever is asked.
+        """
         async with self._local_lock if self.sqlite else _nullcontext(), self.sessions() as session:
             async with session.begin():
                 await session.connection(execution_options={"hub_write": True})
-                if not self.sqlite:
+                if not self.sqlite and lock:
                     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
                 yield session
 

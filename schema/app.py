@@ -30,6 +30,7 @@ from hub.logs import configure_logging, safe_traceback
 from hub.ingest.matcher import load_scorer
 from hub.access.tokens import Principal, authenticate
 from hub.privacy.sealing import configure as configure_sealing, verify_keys
+from hub.privacy.audit import ReadAuditLog
 from schema.build import build_schema
 from schema.context import Context, FieldForbidden, Services
 from schema.errors import UNAVAILABLE_MESSAGE
@@ -206,15 +207,23 @@ class HubGraphQL(GraphQL):
             state = scope["state"]
             state["principal"], state["reads"] = principal, reads
             state["log"]["role"] = principal.role
+            # sensitive values served by this request, handed to the read audit when it ends (off the request path)
+            state["request_id"] = state["log"]["request_id"]
+            state["sensitive_reads"] = sensitive = []
             try:
-                response = await self.run(Request(scope, _limited(receive, limit)))
-            except BodyTooLarge:
-                response = error_response(413, f"the request body is larger than {limit} bytes")
-            except HTTPException as e:
-                response = error_response(e.status_code, e.reason)
-            if response.status_code >= 400 and not scope["state"]["log"].get("errors"):
-                _note_refusal(scope, response.status_code)
-            await response(scope, receive, send)
+                try:
+                    response = await self.run(Request(scope, _limited(receive, limit)))
+                except BodyTooLarge:
+                    response = error_response(413, f"the request body is larger than {limit} bytes")
+                except HTTPException as e:
+                    response = error_response(e.status_code, e.reason)
+                if response.status_code >= 400 and not scope["state"]["log"].get("errors"):
+                    _note_refusal(scope, response.status_code)
+                await response(scope, receive, send)
+            finally:
+                if sensitive and self.services.audit is not None:
+                    self.services.audit.record(sensitive, subject=principal.subject, role=principal.role,
+                                               request_id=state["request_id"])
         finally:
             try:
                 await reads.close()
@@ -256,11 +265,12 @@ class HubGraphQL(GraphQL):
         return await super().process_result(request, result)
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        reads = request.state.reads
+        reads, principal = request.state.reads, request.state.principal
         request.state.sub_response = response
-        return Context(request=request, response=response, services=self.services,
-                       principal=request.state.principal, reads=reads, loaders=Loaders(reads),
-                       log=request.state.log)
+        purposes = self.services.authorizer.purposes(principal.role)
+        return Context(request=request, response=response, services=self.services, principal=principal,
+                       reads=reads, loaders=Loaders(reads, purposes), purposes=purposes, log=request.state.log,
+                       request_id=request.state.request_id, sensitive_reads=request.state.sensitive_reads)
 
 
 def _one_per_forbidden_field(errors: list) -> list:
@@ -281,8 +291,10 @@ def build_services(settings: Settings | None = None, *, db: Database | None = No
     """Wire the hub's long-lived parts from settings."""
     settings = settings or get_settings()
     configure_sealing(settings)  # encryption at rest: the process's keys, before any read or write
-    return Services(db=db or Database(settings.database_url, echo=settings.sql_echo), settings=settings,
-                    authorizer=authorizer or Authorizer(), scorer=scorer)
+    db = db or Database(settings.database_url, echo=settings.sql_echo)
+    audit = ReadAuditLog(db, flush_ms=settings.audit_flush_ms, batch=settings.audit_batch,
+                         enabled=settings.read_audit)
+    return Services(db=db, settings=settings, authorizer=authorizer or Authorizer(), scorer=scorer, audit=audit)
 
 
 def create_app(services: Services | None = None) -> Starlette:
@@ -309,6 +321,8 @@ def create_app(services: Services | None = None) -> Starlette:
         if services.scorer is None:
             services.scorer = await load_scorer(services.db, services.settings.match_model)
         yield
+        if services.audit is not None:
+            await services.audit.close()  # what is still queued is written before the pool closes
         await services.db.dispose()
 
     graphql = HubGraphQL(services)

@@ -19,7 +19,7 @@ from hub.logs import safe_traceback
 from schema.cost import QueryCostLimiter
 from schema.errors import HubMaskErrors, unexpected
 from schema.mutations import Mutation
-from schema.privacy import PrivacyMutation, PrivacyQuery
+from schema.erasure import PrivacyMutation, PrivacyQuery
 from schema.queries import Query
 from schema.types import Customer, SourceRecord
 

@@ -15,6 +15,7 @@ from hub.config import Settings
 from hub.db import Database, Reads, unavailable
 from hub.access.policy import REVISION_QUERY, RULES_QUERY, as_row
 from hub.access.tokens import Principal
+from hub.privacy.audit import Read, ReadAuditLog
 from schema.loaders import Loaders
 
 log = logging.getLogger("hub")
@@ -37,6 +38,7 @@ class Services:
     settings: Settings
     authorizer: Authorizer
     scorer: Any = None  # the match model's real-time evaluator, when one is loaded
+    audit: ReadAuditLog | None = None  # the process's queue of sensitive-read audit entries
     # seconds between two looks at the stored policy's revision (0: every request, as in tests)
     policy_check_interval: float = 1.0
     # the stored revision the authorizer holds: None before the first look, UNAVAILABLE if unreadable
@@ -92,8 +94,14 @@ class Context:
     forbidden: dict[str, list] = field(default_factory=dict)
     # this request's log entry (request id, operation, role, status): the request line written by schema.app
     log: dict[str, Any] | None = None
+    # consent purposes the caller's role is bound to: only customers who granted them all exist for it
+    purposes: frozenset[str] = frozenset()
+    request_id: str | None = None
+    # sensitive values served by this request, handed to the read audit when the request ends
+    sensitive_reads: list[Read] = field(default_factory=list)
     # this request's access plan: (Type, field) or (Type, field, attribute) -> Access, asked once each
     _plan: dict[tuple[str, ...], Access] = field(default_factory=dict)
+    _audited: dict[tuple[str, str], bool] = field(default_factory=dict)
 
     @property
     def db(self) -> Database:
@@ -114,6 +122,19 @@ class Context:
             access = self._plan[type_name, field_name, attribute] = self.services.authorizer.value_access(
                 self.principal.role, type_name, field_name, attribute)
         return access
+
+    def note_read(self, type_name: str, attribute: str, customer_id: int | None, access: Access,
+                  via: str | None = None) -> None:
+        """Note that a value of `type_name.attribute` was served (in clear or masked) for the read audit,
+        when the policy marks it sensitive for this role (decided once per request)."""
+        if customer_id is None or access is Access.DENY:
+            return
+        audited = self._audited.get((type_name, attribute))
+        if audited is None:
+            audited = self._audited[type_name, attribute] = self.services.authorizer.audited(
+                self.principal.role, type_name, attribute)
+        if audited:
+            self.sensitive_reads.append(Read(customer_id, attribute, via or type_name, access is Access.MASK))
 
     def allowed(self, type_name: str, field_name: str, path: Any) -> bool:
         """Tell whether a non-attribute field may be read; record the refusal when not."""

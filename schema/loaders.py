@@ -10,6 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from hub.db import Reads, cooperate
 from hub.models import ACTIVE, MERGED, Customer, Event, Lineage, MatchCandidate, SourceRecord
+from hub.privacy.consent import current_query, history_query, visible
 
 CUSTOMER, SR, LINEAGE, EVENT, MC = (Customer.__table__, SourceRecord.__table__, Lineage.__table__, Event.__table__,
                                    MatchCandidate.__table__)
@@ -32,9 +33,13 @@ async def _resume(future: Any) -> Any:
 class Loaders:
     """The loaders of one request, reading through the request's connection."""
 
-    def __init__(self, reads: Reads) -> None:
+    def __init__(self, reads: Reads, purposes: frozenset[str] = frozenset()) -> None:
         self.reads = reads
+        # a caller bound to consent purposes: a golden record that has not granted them all is not found
+        self._visible = visible(CUSTOMER.c.id, purposes)
         self.customer = CooperativeLoader(self._customers)
+        self.consents_of = CooperativeLoader(self._consents_of)
+        self.consent_history_of = CooperativeLoader(self._consent_history_of)
         self.records_of = CooperativeLoader(self._records_of)
         self.record = CooperativeLoader(self._records)
         self.lineage_of = CooperativeLoader(self._lineage_of)
@@ -45,8 +50,10 @@ class Loaders:
         return await self.reads.all(stmt, params)
 
     async def _customers(self, ids: Sequence[int]) -> list[Any]:
-        """Live golden records by id; a merged-away id gives its survivor, a retired one None."""
-        stmt = select(CUSTOMER).where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True)))
+        """Live golden records by id; a merged-away id gives its survivor, a retired one None, and so does one
+        the caller's consent purposes hide (exactly as if it did not exist)."""
+        columns = [CUSTOMER] if self._visible is None else [CUSTOMER, self._visible.label("visible")]
+        stmt = select(*columns).where(CUSTOMER.c.id.in_(bindparam("ids", expanding=True)))
         found = {r.id: r for r in await self._rows(stmt, {"ids": list(ids)})}
         forward = {r.merged_into for r in found.values() if r.status == MERGED and r.merged_into not in found}
         if forward:
@@ -56,8 +63,21 @@ class Loaders:
             row = found.get(i)
             if row is not None and row.status == MERGED:
                 row = found.get(row.merged_into)
-            out.append(row if row is not None and row.status == ACTIVE else None)
+            live = row is not None and row.status == ACTIVE and (self._visible is None or row.visible)
+            out.append(row if live else None)
         return out
+
+    async def _consents_of(self, customer_ids: Sequence[int]) -> list[list[Any]]:
+        by: dict[int, list] = defaultdict(list)
+        for r in await self._rows(current_query(list(customer_ids)), {}):
+            by[r.customer_id].append(r)
+        return [by.get(i, []) for i in customer_ids]
+
+    async def _consent_history_of(self, customer_ids: Sequence[int]) -> list[list[Any]]:
+        by: dict[int, list] = defaultdict(list)
+        for r in await self._rows(history_query(list(customer_ids)), {}):
+            by[r.customer_id].append(r)
+        return [by.get(i, []) for i in customer_ids]
 
     async def _candidates(self, ids: Sequence[int]) -> list[Any]:
         stmt = select(MC).where(MC.c.id.in_(bindparam("ids", expanding=True)))

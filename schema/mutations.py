@@ -1,11 +1,14 @@
 """Write operations: each is one unit of work in the hub, then the answer is read back."""
 from __future__ import annotations
 
+import datetime as dt
+
 import strawberry
 
 from authz import Access
-from hub.errors import BadInput, Forbidden
+from hub.errors import BadInput, Forbidden, NotFound
 from hub.golden.attributes import STORAGE_NAME
+from hub.privacy.consent import Statement, set_consent
 from hub.ingest.records import RecordInput, delete_record, register_batch
 from hub.steward.stewardship import merge_customers, override_attribute, resolve_candidate, split_record, unmerge_customer
 from hub.ingest.systems import register_system
@@ -29,6 +32,8 @@ def check_writable(info: strawberry.Info, type_name: str, fields: set[str]) -> N
 
 async def _customer(info: strawberry.Info, customer_id: int) -> Customer:
     row = await info.context.loaders.customer.load(customer_id)
+    if row is None:  # a customer the caller's consent purposes hide: as if it did not exist
+        raise NotFound(f"no customer {customer_id}")
     return Customer(row=row)
 
 
@@ -54,7 +59,9 @@ class Mutation:
                                records: list[SourceRecordInput]) -> list[RegistrationResult]:
         check_system(info, system)
         ctx = info.context
-        inputs = [RecordInput(r.key, r.attributes.raw(), r.updated_at) for r in records]
+        inputs = [RecordInput(r.key, r.attributes.raw(), r.updated_at,
+                              [Statement(c.purpose, c.granted, c.at, c.evidence) for c in r.consents or ()])
+                  for r in records]
         check_writable(info, "SourceRecord", {name for r in inputs for name in r.attributes})
         if ctx.access("RegistrationResult", "action") is Access.DENY:
             # refused before writing: a batch stored but answered with an error would be sent again
@@ -145,4 +152,17 @@ class Mutation:
             cid = await override_attribute(session=session, customer_id=parse_id(customer_id), field=field,
                                            value=value, actor=ctx.principal.subject, note=note,
                                            expected_version=expected_version)
+        return await _customer(info, cid)
+
+    @strawberry.field(description="Record that a customer granted (granted: true) or withdrew (false) consent to one "
+                                  "purpose; kept in the consent history. A statement that changes nothing, or is "
+                                  "older than the consent held, is not stored. Admins and stewards by default.")
+    @operation
+    async def set_consent(self, info: strawberry.Info, customer_id: strawberry.ID, purpose: str, granted: bool,
+                          evidence: str | None = None, at: dt.datetime | None = None) -> Customer:
+        ctx = info.context
+        async with ctx.db.write() as session:
+            cid = await set_consent(session=session, customer_id=parse_id(customer_id),
+                                    statement=Statement(purpose, granted, at, evidence),
+                                    purposes=ctx.services.settings.consent_purposes, actor=ctx.principal.subject)
         return await _customer(info, cid)

@@ -13,7 +13,9 @@ from hub.errors import BadInput, Forbidden
 from hub.steward.stewardship import customer_as_of
 from hub.models import ACTIVE, Customer as CustomerRow, MatchCandidate as CandidateRow, SourceRecord as RecordRow
 from hub.models import SourceSystem as SystemRow
+from hub.privacy.consent import granted_join, visible
 from schema.errors import operation
+from schema.subject import SensitiveReadConnection, SubjectAccessReport, report, sensitive_reads
 from schema.search import CustomerMatch, search
 from schema.types import (
     CandidateStatus, Customer, CustomerAttributesInput, CustomerConnection, CustomerEdge, MatchCandidate, MatchCandidateConnection,
@@ -72,8 +74,14 @@ class Query:
     async def customer(self, info: strawberry.Info, id: strawberry.ID,
                        as_of: datetime.datetime | None = None) -> Customer | None:
         if as_of is not None:
+            customer_id = parse_id(id)
+            purposes = info.context.purposes
+            if purposes and await info.context.reads.first(
+                    select(CustomerRow.__table__.c.id).where(CustomerRow.__table__.c.id == customer_id,
+                                                            visible(CustomerRow.__table__.c.id, purposes))) is None:
+                return None  # without the consent the caller's role needs, the customer does not exist for it
             async with info.context.db.session() as session:
-                row = await customer_as_of(session=session, customer_id=parse_id(id), at=as_of)
+                row = await customer_as_of(session=session, customer_id=customer_id, at=as_of)
             return Customer(row=row) if row is not None else None
         row = await info.context.loaders.customer.load(parse_id(id))
         return Customer(row=row) if row is not None else None
@@ -82,7 +90,11 @@ class Query:
     @operation
     async def customers(self, info: strawberry.Info, first: int = 50, after: str | None = None) -> CustomerConnection:
         t = CustomerRow.__table__
-        stmt = (select(t).where(t.c.id > decode_cursor("customer", after), t.c.status == ACTIVE).order_by(t.c.id))
+        position = decode_cursor("customer", after)
+        stmt = select(t)
+        if info.context.purposes:  # only customers who granted the caller's purposes: driven by the consent index
+            stmt = granted_join(stmt, t.c.id, sorted(info.context.purposes), after=position)
+        stmt = stmt.where(t.c.id > position, t.c.status == ACTIVE).order_by(t.c.id)
         rows, more = await _page(info, stmt, page_size(first))
         edges = [CustomerEdge(cursor=encode_cursor("customer", r.id), node=Customer(row=r)) for r in rows]
         return CustomerConnection(edges=edges, page_info=PageInfo(has_next_page=more,
@@ -105,7 +117,10 @@ class Query:
     async def source_record(self, info: strawberry.Info, system: str, key: str) -> SourceRecord | None:
         check_system(info, system)
         t = RecordRow.__table__
-        row = await info.context.reads.first(select(t).where(t.c.system == system, t.c.key == key))
+        stmt = select(t).where(t.c.system == system, t.c.key == key)
+        if info.context.purposes:
+            stmt = stmt.where(visible(t.c.customer_id, info.context.purposes))
+        row = await info.context.reads.first(stmt)
         return SourceRecord(row=row) if row is not None else None
 
     @strawberry.field
@@ -115,6 +130,8 @@ class Query:
         check_system(info, system)
         t = RecordRow.__table__
         stmt = select(t).where(t.c.system == system, t.c.id > decode_cursor("record", after)).order_by(t.c.id)
+        if info.context.purposes:
+            stmt = stmt.where(visible(t.c.customer_id, info.context.purposes))
         rows, more = await _page(info, stmt, page_size(first))
         edges = [SourceRecordEdge(cursor=encode_cursor("record", r.id), node=SourceRecord(row=r)) for r in rows]
         return SourceRecordConnection(edges=edges, page_info=PageInfo(
@@ -130,6 +147,9 @@ class Query:
         stmt = select(t)
         if status is not None:
             stmt = stmt.where(t.c.status == status.value)
+        if info.context.purposes:  # both sides must exist for the caller
+            stmt = stmt.where(visible(t.c.customer_id, info.context.purposes),
+                              visible(t.c.other_customer_id, info.context.purposes))
         if order_by is CandidateOrder.MOST_UNCERTAIN:
             position = decode_cursor("uncertain", after, _uncertainty_position, None)
             if position is not None:
@@ -148,3 +168,18 @@ class Query:
         return MatchCandidateConnection(edges=edges, page_info=PageInfo(
             has_next_page=more, end_cursor=edges[-1].cursor if edges else after))
 
+
+    @strawberry.field(description="Everything the hub holds on one person, as one JSON document and a readable "
+                                  "summary (GDPR Art. 15). Admin only by the default policy; the sensitive values "
+                                  "it discloses are audited.")
+    @operation
+    async def subject_access(self, info: strawberry.Info, id: strawberry.ID) -> SubjectAccessReport:
+        return await report(info, parse_id(id))
+
+    @strawberry.field(description="Who read a customer's sensitive fields (national id, date of birth, whatever "
+                                  "the policy marks with `audit`), oldest first; optionally one field. Admin only "
+                                  "by the default policy.")
+    @operation
+    async def sensitive_reads(self, info: strawberry.Info, customer_id: strawberry.ID, field: str | None = None,
+                              first: int = 100, after: str | None = None) -> SensitiveReadConnection:
+        return await sensitive_reads(info, parse_id(customer_id), field, page_size(first), after)

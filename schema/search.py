@@ -25,7 +25,7 @@ async def search(info: strawberry.Info, attributes: CustomerAttributesInput, fir
         raise Forbidden(f"role {ctx.principal.role!r} may not search by {', '.join(sorted(hidden))}")
     async with ctx.db.session() as session:
         matches = await find_customers(session=session, attributes=raw, settings=ctx.services.settings,
-                                       scorer=ctx.services.scorer, first=first)
+                                       scorer=ctx.services.scorer, first=first, purposes=ctx.purposes)
     rows = await ctx.loaders.customer.load_many([m.customer_id for m in matches])
     return [CustomerMatch(customer=Customer(row=row), match_probability=m.probability,
                           explanation=visible_explanation(info, m.explanation))

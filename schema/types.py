@@ -14,6 +14,7 @@ from graphql import FieldNode
 from strawberry.scalars import JSON
 
 from authz import Access, mask
+from schema.context import FieldForbidden
 from hub.errors import BadInput
 from hub.validation import parse_id, shown
 from schema.errors import PER_RECORD
@@ -119,13 +120,23 @@ def _person_field(type_name: str, attr: str) -> Any:
     """A resolver field for one person attribute, guarded by the caller's access plan."""
     api = API_NAME[attr]
 
+    customer_of = (lambda row: row.id) if type_name == "Customer" else (lambda row: row.customer_id)
+
     def resolve(root, info: strawberry.Info):
-        return _guarded(type_name, api, getattr(root.row, attr), info)
+        value = getattr(root.row, attr)
+        access = info.context.access(type_name, api)
+        if value is not None:
+            info.context.note_read(type_name, api, customer_of(root.row), access)
+        return _guarded(type_name, api, value, info, access)
 
     def resolve_unmaskable(root, info: strawberry.Info):
+        value = getattr(root.row, attr)
         access = info.context.access(type_name, api)
-        return _guarded(type_name, api, getattr(root.row, attr), info,
-                        Access.DENY if access is Access.MASK else access)
+        if access is Access.MASK:
+            access = Access.DENY
+        if value is not None:
+            info.context.note_read(type_name, api, customer_of(root.row), access)
+        return _guarded(type_name, api, value, info, access)
 
     resolver = resolve_unmaskable if api in UNMASKABLE else resolve
     returns = Optional[dt.date] if attr == "date_of_birth" else Optional[str]  # noqa: UP045
@@ -186,6 +197,8 @@ class SourceSystem:
 
     @strawberry.field
     def record_count(self, info: strawberry.Info) -> int:
+        if info.context.purposes:  # it counts every customer's records: a consent-bound caller may not learn it
+            raise FieldForbidden("SourceSystem.recordCount")
         return _required(info, "SourceSystem", "recordCount", self.row.record_count)
 
     @strawberry.field(description="Days the hub keeps a record not updated since (`hub retention run` removes "
@@ -247,6 +260,8 @@ class AttributeLineage:
         access = _value_access(info, "AttributeLineage", "value", self.row.field)
         # stored sealed for the encrypted attributes: opened only for a caller who may see something of it
         value = None if access is Access.DENY else sealer().open_lineage(self.row.field, self.row.value)
+        if value is not None:  # a sensitive attribute's value is as sensitive here
+            info.context.note_read("Customer", self.row.field, self.row.customer_id, access, via="AttributeLineage")
         return _guarded("AttributeLineage", "value", value, info, access)
 
     @strawberry.field(description="The source record that supplied the value; null for a steward override.")
@@ -267,9 +282,11 @@ class AttributeLineage:
         return _required(info, "AttributeLineage", "rule", self.row.rule)
 
 
-def _visible_value(info: strawberry.Info, attribute: str, value: Any) -> Any:
+def _visible_value(info: strawberry.Info, attribute: str, value: Any, customer_id: int | None = None) -> Any:
     """One attribute's value in an event's changes (a value or {before, after}) as the caller may see it."""
     access = _value_access(info, "CustomerEvent", "changes", attribute)
+    if attribute in STORAGE_NAME and value is not None and value != {"before": None, "after": None}:
+        info.context.note_read("Customer", attribute, customer_id, access, via="CustomerEvent")
     if access is Access.ALLOW:
         return value
     if isinstance(value, dict):
@@ -277,7 +294,7 @@ def _visible_value(info: strawberry.Info, attribute: str, value: Any) -> Any:
     return mask(as_text(value)) if access is Access.MASK else None
 
 
-def _visible_changes(changes: Any, info: strawberry.Info) -> Any:
+def _visible_changes(changes: Any, info: strawberry.Info, customer_id: int | None = None) -> Any:
     """An event's changes as the caller may see them.
 
     Attribute values sit in `fields` ({attribute: value} or {attribute: {before, after}}) and in entries
@@ -290,12 +307,12 @@ def _visible_changes(changes: Any, info: strawberry.Info) -> Any:
     shown = {}
     for key, entry in changes.items():
         if key == "fields" and isinstance(entry, dict):
-            entry = {name: _visible_value(info, name, value) for name, value in entry.items()
+            entry = {name: _visible_value(info, name, value, customer_id) for name, value in entry.items()
                      if not (name in STORAGE_NAME and hidden_attribute(info, name))}
         elif isinstance(entry, dict) and entry.get("field") in STORAGE_NAME and "value" in entry:
             if hidden_attribute(info, entry["field"]):
                 continue
-            entry = {**entry, "value": _visible_value(info, entry["field"], entry["value"])}
+            entry = {**entry, "value": _visible_value(info, entry["field"], entry["value"], customer_id)}
         shown[key] = entry
     return shown
 
@@ -328,7 +345,41 @@ class CustomerEvent:
     def changes(self, info: strawberry.Info) -> JSON | None:
         if not info.context.allowed("CustomerEvent", "changes", info.path):
             return None
-        return _visible_changes(self.row.changes, info)
+        return _visible_changes(self.row.changes, info, self.row.customer_id)
+
+
+@strawberry.type(description="A customer's consent to one purpose: the current state, or one statement of its "
+                              "history.")
+class Consent:
+    row: strawberry.Private[Any]
+
+    @strawberry.field(description="The purpose, one of HUB_CONSENT_PURPOSES (marketing-email, profiling, ...).")
+    def purpose(self, info: strawberry.Info) -> str:
+        return _required(info, "Consent", "purpose", self.row.purpose)
+
+    @strawberry.field(description="true: granted; false: withdrawn (or refused).")
+    def granted(self, info: strawberry.Info) -> bool:
+        return _required(info, "Consent", "granted", self.row.granted)
+
+    @strawberry.field(description="When the person gave or withdrew it.")
+    def at(self, info: strawberry.Info) -> dt.datetime:
+        return _required(info, "Consent", "at", self.row.at)
+
+    @strawberry.field(description="The source system that reported it; null when set in the hub (setConsent).")
+    def source(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "Consent", "source", self.row.system)
+
+    @strawberry.field(description="Subject of the token that recorded it.")
+    def actor(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "Consent", "actor", self.row.actor)
+
+    @strawberry.field(description="What proves it (a form reference, a call note).")
+    def evidence(self, info: strawberry.Info) -> str | None:
+        return _readable(info, "Consent", "evidence", self.row.evidence)
+
+    @strawberry.field(description="When the hub recorded it.")
+    def recorded_at(self, info: strawberry.Info) -> dt.datetime | None:
+        return _readable(info, "Consent", "recordedAt", self.row.recorded_at)
 
 
 @strawberry.type(description="The golden record: the hub's single view of one real customer.")
@@ -365,6 +416,18 @@ class Customer(PersonAttributes):
             return []
         first = max(1, min(first, 1000))
         return [CustomerEvent(row=r) for r in await info.context.loaders.history.load((self.row.id, first))]
+
+    @strawberry.field(description="The current consent per purpose (purposes never stated are absent).")
+    async def consents(self, info: strawberry.Info) -> list[Consent]:
+        if not info.context.allowed("Customer", "consents", info.path):
+            return []
+        return [Consent(row=r) for r in await info.context.loaders.consents_of.load(self.row.id)]
+
+    @strawberry.field(description="Every consent statement, oldest first (never overwritten).")
+    async def consent_history(self, info: strawberry.Info) -> list[Consent]:
+        if not info.context.allowed("Customer", "consentHistory", info.path):
+            return []
+        return [Consent(row=r) for r in await info.context.loaders.consent_history_of.load(self.row.id)]
 
     @strawberry.field
     def created_at(self, info: strawberry.Info) -> dt.datetime:
@@ -518,7 +581,7 @@ class RegistrationResult:
         # coroutine per result; otherwise it hands graphql-core an awaitable that reads the record
         if not info.context.allowed("RegistrationResult", "customer", info.path) or self.customer_id is None:
             return None
-        if _asks_only_id(info):
+        if _asks_only_id(info) and not info.context.purposes:
             return Customer(row=SimpleNamespace(id=self.customer_id))  # the id is known: no read needed
         return _load_customer(info, self.customer_id)
 
@@ -611,12 +674,24 @@ class CustomerAttributesInput:
         return {API_NAME[a]: v for a in ATTRIBUTES if (v := getattr(self, a)) not in (None, strawberry.UNSET)}
 
 
+@strawberry.input(description="A consent statement: the person granted or withdrew one purpose.")
+class ConsentInput:
+    purpose: str = strawberry.field(description="One of HUB_CONSENT_PURPOSES.")
+    granted: bool = strawberry.field(description="true: granted; false: withdrawn.")
+    at: dt.datetime | None = strawberry.field(
+        default=None, description="When the person said so; defaults to the record's updatedAt (setConsent: now).")
+    evidence: str | None = strawberry.field(default=None, description="What proves it (up to 1000 characters).")
+
+
 @strawberry.input
 class SourceRecordInput:
     key: str = strawberry.field(description="The record's identifier in its source system.")
     attributes: CustomerAttributesInput
     updated_at: dt.datetime | None = strawberry.field(
         default=None, description="When the source system last changed the record; defaults to the time of receipt.")
+    consents: list[ConsentInput] | None = strawberry.field(
+        default=None, description="Consents the person gave or withdrew in the source system; stored against the "
+                                  "golden record the record belongs to, and following the record.")
 
 
 def _record_from_input(cls: type, value: Any, _context: Any) -> Any:
@@ -626,7 +701,11 @@ def _record_from_input(cls: type, value: Any, _context: Any) -> Any:
     for every record, which cost about a tenth of a bulk registration.
     """
     attributes = CustomerAttributesInput(**{_INPUT_ATTRIBUTE[k]: v for k, v in value["attributes"].items()})
-    return cls(key=value["key"], attributes=attributes, updated_at=value.get("updatedAt"))
+    consents = value.get("consents")
+    if consents is not None:
+        consents = [ConsentInput(purpose=c["purpose"], granted=c["granted"], at=c.get("at"),
+                                 evidence=c.get("evidence")) for c in consents]
+    return cls(key=value["key"], attributes=attributes, updated_at=value.get("updatedAt"), consents=consents)
 
 
 _INPUT_ATTRIBUTE = {API_NAME[a]: a for a in ATTRIBUTES}

@@ -31,8 +31,9 @@ from schema.app import build_services, create_app
 TEST_KEYS = "hash aGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGg=;enc t1 ZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWU="
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 # every table but the policy's (seeded by its migration; tests that edit it restore it)
-TABLES = ("erasure", "erasure_block", "erasure_task", "lineage", "event", "blocking_key", "match_candidate", "match_model", "steward_rule", "source_record",
-          "customer", "api_token", "source_system")
+TABLES = ("erasure", "erasure_block", "erasure_task", "lineage", "event", "blocking_key", "match_candidate",
+          "match_model", "steward_rule", "source_record", "customer", "api_token", "source_system", "consent",
+          "consent_statement", "read_audit")
 
 
 async def _admin(sql: str) -> None:
@@ -114,6 +115,7 @@ async def client(services):
     app = create_app(services)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://hub") as c:
         yield c
+    await services.audit.close()  # the ASGI transport runs no lifespan: stop the read audit's task here
 
 
 async def mint(db: Database, role: str, subject: str | None = None, system: str | None = None) -> str:

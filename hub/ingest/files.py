@@ -20,11 +20,12 @@ from dateutil.parser import isoparse
 
 from hub.golden.attributes import API_NAME
 from hub.ingest.records import RecordInput
+from hub.privacy.consent import Statement
 from hub.ingest.standardise import FieldError
 from hub.validation import safe_echo
 
 ATTRIBUTE_NAMES = frozenset(API_NAME.values())
-RECORD_FIELDS = ("key", "attributes", "updatedAt")
+RECORD_FIELDS = ("key", "attributes", "updatedAt", "consents")
 MAX_LINE_BYTES = 1 << 20     # a line longer than this is refused unread (a record's limits add up to ~3 KB)
 
 
@@ -74,9 +75,40 @@ def record_from_object(obj: Any) -> tuple[RecordInput | None, list[FieldError]]:
                 moment = isoparse(updated_at)
             except (ValueError, OverflowError):
                 errors.append(FieldError("updatedAt", "is not an ISO 8601 date-time"))
+    consents = _consents(obj.get("consents"), errors)
     if errors:
         return None, errors
-    return RecordInput(key, attributes, moment), []
+    return RecordInput(key, attributes, moment, consents), []
+
+
+def _consents(value: Any, errors: list[FieldError]) -> list[Statement]:
+    """The line's `consents` (as ConsentInput: purpose, granted, optional at and evidence), or errors."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        errors.append(FieldError("consents", f"must be an array of objects, not {_kind(value)}"))
+        return []
+    out = []
+    for c in value:
+        if not isinstance(c, dict) or not isinstance(c.get("purpose"), str) or not isinstance(c.get("granted"), bool):
+            errors.append(FieldError("consents", "each consent is an object with a purpose (text) and granted "
+                                                 "(true or false)"))
+            continue
+        at, evidence = c.get("at"), c.get("evidence")
+        moment = None
+        if at is not None:
+            try:
+                moment = isoparse(at) if isinstance(at, str) else None
+            except (ValueError, OverflowError):
+                moment = None
+            if moment is None:
+                errors.append(FieldError("consents", "a consent's at is not an ISO 8601 date-time"))
+                continue
+        if evidence is not None and not isinstance(evidence, str):
+            errors.append(FieldError("consents", f"a consent's evidence must be a string, not {_kind(evidence)}"))
+            continue
+        out.append(Statement(c["purpose"], c["granted"], moment, evidence))
+    return out
 
 
 def _kind(value: object) -> str:

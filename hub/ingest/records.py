@@ -28,6 +28,8 @@ from hub.ingest.standardise import FieldError, SystemProfile, standardise
 from hub.golden.stewardship_rules import carry_overrides, follow_merges, has_rules, load_steward_memory
 from hub.golden.survivorship import Contribution, resolve_rules, survive
 from hub.ingest.systems import system_settings
+from hub.privacy.consent import Statement, check_statement, record_statements
+from hub.privacy.consent import follow as follow_consents
 from hub.privacy.sealing import HASHED, lookup, sealer
 from hub.validation import ARGUMENT_LIMITS, safe_echo, text_problem, updated_at_problem
 
@@ -51,6 +53,8 @@ class RecordInput:
     key: str
     attributes: Mapping[str, Any]
     updated_at: dt.datetime | None = None
+    # consent statements the source reports with the record; stored against its golden record
+    consents: Sequence[Statement] = ()
 
 
 @dataclass
@@ -78,6 +82,7 @@ class _Item:
     placement: Any = None
     record_id: int | None = None
     profile: Any = None
+    consents: list[Statement] = field(default_factory=list)
 
 
 def content_hash(raw: Mapping[str, Any]) -> str:
@@ -97,7 +102,7 @@ def _aware(ts: dt.datetime | None, default: dt.datetime) -> dt.datetime:
 
 
 def _prepare(inputs: Sequence[RecordInput], profile: SystemProfile, now: dt.datetime,
-             results: list[Result], max_skew: float) -> dict[str, _Item]:
+             results: list[Result], max_skew: float, purposes: Sequence[str] = ()) -> dict[str, _Item]:
     """Standardise every input; reject the unusable; keep the latest input per key.
 
     A bad key or updatedAt rejects its record only; a bad attribute is a FieldError and stays out of the
@@ -121,6 +126,13 @@ def _prepare(inputs: Sequence[RecordInput], profile: SystemProfile, now: dt.date
             continue
         raw = {k: v for k, v in dict(rec.attributes).items() if v is not None and k not in std.refused}
         item = _Item(pos, key, raw, std.values, content_hash(raw), _aware(rec.updated_at, now), list(std.errors))
+        for statement in rec.consents:
+            problem = check_statement(statement, purposes)
+            if problem:  # the record goes in; the statement it cannot carry is reported
+                item.errors.append(FieldError("consents", problem))
+            else:
+                item.consents.append(statement if statement.at is not None else Statement(
+                    statement.purpose, statement.granted, item.updated_at, statement.evidence))
         earlier = items.get(key)
         if earlier is not None:
             loser, item = (earlier, item) if item.updated_at >= earlier.updated_at else (item, earlier)
@@ -197,6 +209,10 @@ async def register_records(*, session: AsyncSession, system: str, items: dict[st
     for res in results:
         if res.same_as is not None:
             res.customer_id = results[res.same_as].customer_id
+    statements = [(results[it.pos].customer_id, it.record_id or it.existing.id, s) for it in items.values()
+                  for s in it.consents if results[it.pos].customer_id is not None]
+    if statements:
+        await record_statements(session, statements, system=system, actor=actor, now=now)
     return results
 
 
@@ -275,6 +291,9 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
              for it in changed])
         for it in changed:
             it.record_id = it.existing.id
+        moved = [it.record_id for it in changed if final(it.placement.label) != it.existing.customer_id]
+        if moved:  # consent statements a record brought follow it to its new golden record
+            await follow_consents(session, records=moved)
     if planner.scorer is not None:
         await replace_keys(session, {it.record_id: it.profile.blocking for it in work},
                            stored=[it.record_id for it in changed])
@@ -336,6 +355,7 @@ async def merge_writes(session: AsyncSession, merges: Mapping[int, int], away: M
     await session.execute(update(CUSTOMER).where(CUSTOMER.c.merged_into == pairs.c.lo)
                           .values(merged_into=pairs.c.su))
     await follow_merges(session, merges, now=now)
+    await follow_consents(session, customers=[*merges, *merges.values()])
     events = []
     for lo, su in merges.items():
         events.append({"customer_id": su, "kind": "MERGED", "at": now, "actor": actor, "note": note,
@@ -384,7 +404,7 @@ async def register_batch(*, db: Database, system: str, records: Sequence[RecordI
 
     def prepare() -> dict[str, _Item]:
         items = _prepare(records, SystemProfile(src.date_order, src.default_country), now, results,
-                         settings.max_clock_skew)
+                         settings.max_clock_skew, settings.consent_purposes)
         for it in items.values():
             it.profile = planner.profile(it.values)
         return items

@@ -3,7 +3,8 @@ from hub.models.customers import ACTIVE, ERASED, MERGED, RETIRED, Customer, Line
 from hub.models.events import Event
 from hub.models.matching import BlockingKey, MatchCandidate, MatchModelVersion
 from hub.models.policy import AuthzRevision as AuthzRevision, AuthzRule as AuthzRule  # re-exported
-from hub.models.privacy import Erasure, ErasureBlock, ErasureTask
+from hub.models.consent import Consent, ConsentStatement, ReadAudit
+from hub.models.erasure import Erasure, ErasureBlock, ErasureTask
 from hub.models.records import SourceRecord
 from hub.models.stewardship import MANUAL_MERGE, NOT_A_MATCH, SPLIT, StewardRule
 from hub.models.systems import SourceSystem
@@ -11,5 +12,6 @@ from hub.models.tokens import ApiToken
 from hub.models.types import utcnow
 
 __all__ = ["ACTIVE", "ERASED", "MANUAL_MERGE", "MERGED", "NOT_A_MATCH", "RETIRED", "SPLIT", "ApiToken",
-           "BlockingKey", "Customer", "Erasure", "ErasureBlock", "ErasureTask", "Event", "Lineage", "MatchCandidate",
-           "MatchModelVersion", "SourceRecord", "SourceSystem", "StewardRule", "utcnow"]
+           "BlockingKey", "Consent", "ConsentStatement", "Customer", "Erasure", "ErasureBlock", "ErasureTask", "Event",
+           "Lineage", "MatchCandidate", "MatchModelVersion", "ReadAudit", "SourceRecord", "SourceSystem",
+           "StewardRule", "utcnow"]

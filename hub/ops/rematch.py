@@ -76,6 +76,7 @@ from hub.models import (
 )
 from hub.models.matching import MatchCandidate, MatchModelVersion
 from hub.ingest.records import merge_writes
+from hub.privacy.consent import follow as follow_consents
 from hub.golden.stewardship_rules import carry_overrides
 from hub.golden.survivorship import STEWARD_OVERRIDE
 from hub.privacy.keys import is_sealed
@@ -565,6 +566,7 @@ async def _apply_batch(session, batch: list[Change], *, actor: str, now: dt.date
         if moves:
             v = value_rows(session, {"r": (BigInteger, list(moves)), "t": (BigInteger, list(moves.values()))})
             await session.execute(update(SR).where(SR.c.id == v.c.r).values(customer_id=v.c.t))
+            await follow_consents(session, records=list(moves))
         if merges:
             await merge_writes(session, merges, away, actor=actor, now=now, reason="rematch")
     except BaseException:

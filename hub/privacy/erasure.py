@@ -38,7 +38,8 @@ from hub.models import (
     ACTIVE, ERASED, MERGED, RETIRED, BlockingKey, Customer, Erasure, ErasureBlock, ErasureTask, Event, Lineage,
     MatchCandidate, MatchModelVersion, SourceRecord, SourceSystem, StewardRule, utcnow,
 )
-from hub.models.privacy import ERASURE, KEY_BLOCK, RULE_BLOCK
+from hub.models.consent import Consent, ConsentStatement
+from hub.models.erasure import ERASURE, KEY_BLOCK, RULE_BLOCK
 from hub.privacy.keys import keyring
 from matching.features import features
 from matching.spec import TF_COLUMNS
@@ -48,6 +49,7 @@ CUSTOMER, SR, LINEAGE, EVENT, MC, RULE, BK, SYSTEM = (
     StewardRule.__table__, BlockingKey.__table__, SourceSystem.__table__)
 TOMBSTONE, BLOCK, TASK, MODEL = (Erasure.__table__, ErasureBlock.__table__, ErasureTask.__table__,
                                  MatchModelVersion.__table__)
+CONSENT, STATEMENT = Consent.__table__, ConsentStatement.__table__
 ERASED_CHANGES = {"erased": True}
 # keys of event changes that name another golden record the person's records were with
 _RELATED_KEYS = ("from", "into", "merged", "unmerged", "unmerged_from", "split_from")
@@ -199,6 +201,20 @@ async def _erase_golden(session: AsyncSession, scope: Scope) -> dict[str, int]:
     return {"goldenRecords": len(scope.customer_ids)}
 
 
+async def _erase_consents(session: AsyncSession, scope: Scope) -> dict[str, int]:
+    """Consent: every statement (with its evidence text) and the current state, of the golden ids and records.
+
+    The read audit stays: it holds who read which field of which customer id and when, never a value.
+    """
+    of_person = [any_of(session, STATEMENT.c.customer_id, scope.customer_ids)]
+    if scope.record_ids:
+        of_person.append(any_of(session, STATEMENT.c.source_record_id, scope.record_ids))
+    statements = delete(STATEMENT).where(or_(*of_person))
+    removed = _rows(await session.execute(statements))
+    await session.execute(delete(CONSENT).where(any_of(session, CONSENT.c.customer_id, scope.customer_ids)))
+    return {"consentStatements": removed}
+
+
 # Every group of tables that can hold a person's data, erased in this order. A capability that adds such a
 # table (consent, read audit, ...) appends its eraser here: an async function (session, scope) -> counts.
 ERASERS: list[Eraser] = [
@@ -210,6 +226,7 @@ ERASERS: list[Eraser] = [
     _erase_own_events,
     _erase_related_history,
     _erase_model_statistics,
+    _erase_consents,
     _erase_golden,
 ]
 

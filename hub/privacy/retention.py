@@ -28,7 +28,7 @@ from hub.db import Database, any_of, value_rows
 from hub.golden.attributes import API_NAME, ATTRIBUTES
 from hub.golden.values import recompute
 from hub.models import ACTIVE, BlockingKey, Customer, SourceRecord, SourceSystem, utcnow
-from hub.models.privacy import RETENTION
+from hub.models.erasure import RETENTION
 from hub.privacy.erasure import add_value, erase, forget_names, scrub_history
 
 SR, SYSTEM, BK, CUSTOMER = (SourceRecord.__table__, SourceSystem.__table__, BlockingKey.__table__,

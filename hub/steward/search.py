@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +15,7 @@ from hub.errors import BadInput
 from hub.ingest.linking import Planner, rule_name
 from hub.models import ACTIVE, Customer, SourceRecord
 from hub.ingest.standardise import SystemProfile, standardise
+from hub.privacy.consent import visible
 from hub.privacy.sealing import lookup
 
 SR, CUSTOMER = SourceRecord.__table__, Customer.__table__
@@ -55,8 +56,12 @@ async def name_candidates(session, values: Mapping[str, Any]) -> list[int]:
 
 
 async def find_customers(*, session, attributes: Mapping[str, Any], settings: Settings, scorer, first: int = 10,
-                         minimum: float = 0.0) -> list[Match]:
-    """Rank live golden records by how likely they describe the person in `attributes` (API names)."""
+                         minimum: float = 0.0, purposes: Collection[str] = ()) -> list[Match]:
+    """Rank live golden records by how likely they describe the person in `attributes` (API names).
+
+    `purposes`: only golden records that granted every one of these consent purposes are candidates
+    (ranked among themselves, so a consent-bound caller gets its full page).
+    """
     if not 1 <= first <= 100:
         raise BadInput("first must be between 1 and 100")
     std = standardise(attributes, SystemProfile())
@@ -82,7 +87,8 @@ async def find_customers(*, session, attributes: Mapping[str, Any], settings: Se
     rows = (await session.execute(
         select(SR.c.id, SR.c.customer_id, SR.c.match_features, *(SR.c[a] for a in ATTRIBUTES))
         .join(CUSTOMER, CUSTOMER.c.id == SR.c.customer_id)
-        .where(or_(*conditions), CUSTOMER.c.status == ACTIVE))).all()
+        .where(or_(*conditions), CUSTOMER.c.status == ACTIVE,
+               *([visible(CUSTOMER.c.id, purposes)] if purposes else [])))).all()
     members: dict[int, list] = defaultdict(list)
     exact: dict[int, str] = {}
     keys = set(probe.exact)

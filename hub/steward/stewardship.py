@@ -22,6 +22,7 @@ from hub.models import (
 )
 from hub.models.matching import ACCEPTED, PENDING, REJECTED
 from hub.ingest.records import merge_into
+from hub.privacy.consent import follow as follow_consents
 from hub.ingest.standardise import SystemProfile, standardise
 
 CUSTOMER, SR, MC, RULE, EVENT = (Customer.__table__, SourceRecord.__table__, MatchCandidate.__table__,
@@ -132,6 +133,7 @@ async def split_record(*, session: AsyncSession, system: str, key: str, actor: s
     await session.execute(update(SR).where(SR.c.id == rec.id).values(customer_id=new_id))
     await _forget_rules(session, [home.id, new_id], (MANUAL_MERGE,))
     await _rule(session, SPLIT, new_id, home.id, actor=actor, now=now, note=note, record=rec.id)
+    await follow_consents(session, customers=[home.id, new_id])
     ref = {"system": system, "key": key}
     await recompute(session, {home.id: {"split": [ref], "into": new_id}, new_id: {"split": [ref], "from": home.id}},
                     actor=actor, now=now, note=note, kind="SPLIT")
@@ -165,6 +167,7 @@ async def unmerge_customer(*, session: AsyncSession, customer_id: int, actor: st
         status=ACTIVE, merged_into=None, updated_at=now))
     await _forget_rules(session, [survivor.id, customer_id], (MANUAL_MERGE,))
     await _rule(session, NOT_A_MATCH, customer_id, survivor.id, actor=actor, now=now, note=note)
+    await follow_consents(session, customers=[customer_id, survivor.id])
     await recompute(session, {customer_id: {"unmerged_from": survivor.id, "records": sorted(back)},
                               survivor.id: {"unmerged": customer_id, "records": sorted(back)}},
                     actor=actor, now=now, note=note, kind="UNMERGED")
