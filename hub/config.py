@@ -35,6 +35,16 @@ class Settings:
     max_query_tokens: int = 5000
     max_aliases: int = 30
     sql_echo: bool = False
+    # change events (hub/events): how often a caught-up consumer looks for new changes, how long the
+    # outbox keeps what every durable consumer has passed, and the broker publisher
+    events_poll: float = 0.2
+    events_retention_hours: float = 168.0
+    publish: str = ""                      # "nats": `hub serve` also runs the publisher; "": only `hub publish`
+    publish_role: str = "reader"           # whose view of the changes the broker receives
+    publish_consumer: str = "nats"         # the durable consumer name its progress is stored under
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = "HUB_CUSTOMER"
+    nats_subject: str = "hub.customer"
 
 
 @lru_cache(maxsize=1)
@@ -50,4 +60,12 @@ def get_settings() -> Settings:
         max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
         match_model=env.get("HUB_MATCH_MODEL", "latest"),
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
+        events_poll=float(env.get("HUB_EVENTS_POLL_SECONDS", "0.2")),
+        events_retention_hours=float(env.get("HUB_EVENTS_RETENTION_HOURS", "168")),
+        publish=env.get("HUB_PUBLISH", "").strip().lower(),
+        publish_role=env.get("HUB_PUBLISH_ROLE", "reader"),
+        publish_consumer=env.get("HUB_PUBLISH_CONSUMER", "nats"),
+        nats_url=env.get("HUB_NATS_URL", "nats://127.0.0.1:4222"),
+        nats_stream=env.get("HUB_NATS_STREAM", "HUB_CUSTOMER"),
+        nats_subject=env.get("HUB_NATS_SUBJECT", "hub.customer"),
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import strawberry
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, SchemaExtension,
@@ -12,6 +14,7 @@ from strawberry.extensions import (
 
 from hub.config import Settings, get_settings
 from schema.errors import HubMaskErrors
+from schema.events import POSITION, EventsQuery, Position, Subscription
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.types import Customer, SourceRecord
@@ -41,8 +44,10 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return strawberry.Schema(
-        query=Query,
+        query=merge_types("Query", (Query, EventsQuery)),
         mutation=Mutation,
+        subscription=Subscription,
+        config=StrawberryConfig(scalar_map={Position: POSITION}),
         types=[Customer, SourceRecord],
         extensions=[
             lambda: ParserCache(maxsize=512),

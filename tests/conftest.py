@@ -28,7 +28,7 @@ from schema.app import build_services, create_app
 
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 # every table but the policy's (seeded by its migration; tests that edit it restore it)
-TABLES = ("lineage", "event", "blocking_key", "match_candidate", "match_model", "steward_rule", "source_record",
+TABLES = ("outbox", "event_consumer", "lineage", "event", "blocking_key", "match_candidate", "match_model", "steward_rule", "source_record",
           "customer", "api_token", "source_system")
 
 
@@ -90,6 +90,7 @@ async def db(db_url):
     if not database.sqlite:
         async with database.engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            await conn.execute(text("UPDATE outbox_head SET last = 0, pruned_to = 0"))
     yield database
     await database.dispose()
 
