@@ -6,7 +6,7 @@ import datetime as dt
 import json
 
 import pytest
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import insert, select, text
 
 from hub.access.tokens import Principal, revoke_tokens
 from hub.db import Reads, seal_outbox
@@ -233,3 +233,47 @@ async def test_consumer_lag_as_admin_and_refused_to_steward(admin, client, db):
     steward = Gql(client, await mint(db, "steward"))
     _, errors = await steward.errors(STREAM)
     assert errors[0]["extensions"]["code"] == "FORBIDDEN"
+
+
+# --- the broker publisher behind its interface ------------------------------------------------------------
+
+class FlakyBroker:
+    """A broker that refuses its first batch, then stores what it is sent (the Publisher interface)."""
+
+    name = "flaky"
+
+    def __init__(self, stop: asyncio.Event, until: int) -> None:
+        self.stored: list[dict] = []
+        self.failures, self.stop, self.until = 1, stop, until
+
+    async def start(self) -> None:
+        return None
+
+    async def publish(self, messages) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("broker unavailable")
+        self.stored += messages
+        if self.stored[-1]["position"] >= self.until:
+            self.stop.set()
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_publisher_retries_a_refused_batch_from_its_stored_position(admin, db, services):
+    from authz import Authorizer
+    from hub.events import View, relay
+
+    await _two_customers(admin)
+    async with db.reader() as conn:
+        last, _ = await head(conn)
+    stop = asyncio.Event()
+    broker = FlakyBroker(stop, last)
+    sent = await asyncio.wait_for(relay(db, broker, lambda: View(Authorizer(), "reader"), poll=0.05, stop=stop),
+                                  timeout=30)
+    assert sent == last and [m["position"] for m in broker.stored] == list(range(1, last + 1))
+    assert all("nationalId" not in m["values"] for m in broker.stored)
+    async with db.reader() as conn:
+        _, lags = await consumers(conn)
+    assert [(c.name, c.position, c.lag) for c in lags] == [("flaky", last, 0)]

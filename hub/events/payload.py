@@ -90,6 +90,14 @@ def message(change: StoredChange, view: View) -> dict[str, Any]:
             "mergedInto": merged_into, "otherCustomerIds": others}
 
 
+STRUCTURAL = frozenset({"MERGED", "MERGED_AWAY", "SPLIT", "UNMERGED", "RETIRED", "ERASED"})
+
+
 def wanted(msg: Mapping[str, Any], fields: frozenset[str] | None) -> bool:
-    """Whether a subscriber asking for changes of these fields wants this change (None: every change)."""
-    return fields is None or any(f in fields for f in msg["fields"])
+    """Whether a subscriber asking for changes of these fields wants this change (None: every change).
+
+    Changes of the record itself (merges, splits, retirement, erasure) always pass: whoever follows an
+    attribute of a customer must learn that the customer moved or is gone.
+    """
+    return (fields is None or msg["kind"] in STRUCTURAL or msg["mergedInto"] is not None
+            or any(f in fields for f in msg["fields"]))
