@@ -33,6 +33,7 @@ def _unauthenticated(message: str) -> Response:
                         status_code=401, headers={"WWW-Authenticate": 'Bearer realm="hub"'})
 
 
+MAX_SUBSCRIPTIONS = 10  # per websocket: each one polls the database while it runs
 NOBODY = Principal("anonymous", "")  # a websocket before its connection_init: no role, nothing allowed
 
 
@@ -54,7 +55,8 @@ class HubGraphQL(GraphQL):
 
     def __init__(self, services: Services) -> None:
         super().__init__(build_schema(services.settings), graphql_ide="graphiql",
-                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,))
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+                         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS)
         self.services = services
 
     async def __call__(self, scope, receive, send) -> None:
