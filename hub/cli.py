@@ -441,12 +441,17 @@ def publish(broker: str | None) -> None:
 
 
 @main.command("events-prune")
-def events_prune() -> None:
+@click.option("--forget", "forget", multiple=True, help="First forget this durable consumer (it no longer holds "
+                                                       "the outbox back); repeatable.")
+def events_prune(forget: tuple[str, ...]) -> None:
     """Drop outbox rows older than HUB_EVENTS_RETENTION_HOURS that every durable consumer has passed."""
-    from hub.events import prune, retention
+    from hub.events import drop_consumer, prune, retention
 
     async def go() -> int:
         async with _database() as db, db.engine.begin() as conn:
+            for name in forget:
+                if not await drop_consumer(conn, name):
+                    raise click.ClickException(f"no durable consumer {name!r}")
             return await prune(conn, retention=retention(get_settings()))
 
     click.echo(f"pruned {_run(go())} outbox rows", err=True)

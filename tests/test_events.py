@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import insert, select, text
 
 from hub.access.tokens import Principal, revoke_tokens
+from hub.config import get_settings
 from hub.db import Reads, seal_outbox
 from hub.events import consumers, head, prune, save_position
 from hub.models import Event, Outbox, utcnow
@@ -277,3 +278,17 @@ async def test_publisher_retries_a_refused_batch_from_its_stored_position(admin,
     async with db.reader() as conn:
         _, lags = await consumers(conn)
     assert [(c.name, c.position, c.lag) for c in lags] == [("flaky", last, 0)]
+
+
+async def test_forgetting_an_abandoned_consumer_lets_the_outbox_be_pruned(admin, hub_cli, db, monkeypatch):
+    await _two_customers(admin)
+    async with db.engine.begin() as conn:
+        await save_position(conn, "abandoned", 0)
+    monkeypatch.setenv("HUB_EVENTS_RETENTION_HOURS", "0")
+    get_settings.cache_clear()
+    held = await hub_cli("events-prune")
+    assert "pruned 0 outbox rows" in held.output
+    freed = await hub_cli("events-prune", "--forget", "abandoned")
+    assert "pruned 2 outbox rows" in freed.output
+    async with db.reader() as conn:
+        assert (await consumers(conn))[1] == []
