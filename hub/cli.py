@@ -706,5 +706,91 @@ def subject_export(customer_id: int, out: Path | None, summary_path: Path | None
         click.echo(found.summary, err=True)
 
 
+@main.command()
+@click.option("--after", type=click.IntRange(0), default=None,
+              help="Start after this position (default: the consumer's stored position, else the newest change).")
+@click.option("--follow", is_flag=True, help="Keep waiting for new changes (default: stop at the end).")
+@click.option("--kinds", default="", help="Comma-separated kinds to keep, e.g. MERGED,MERGED_AWAY (default: all).")
+@click.option("--role", default="admin", show_default=True, help="Whose view of the values to print.")
+@click.option("--consumer", default=None,
+              help="A durable consumer name: resume from its stored position and store progress after each "
+                   "batch printed (the outbox keeps what it has not passed).")
+def events(after: int | None, follow: bool, kinds: str, role: str, consumer: str | None) -> None:
+    """Print committed golden-record changes as JSON lines, in commit order."""
+    from hub.events import View, follow as follow_stream, message, save_position, start_position, stored_authorizer
+    from hub.events.outbox import check_name, consumer_position
+
+    settings = get_settings()
+    wanted_kinds = [k.strip().upper() for k in kinds.split(",") if k.strip()] or None
+
+    async def go() -> None:
+        async with _database() as db:
+            view = View(await stored_authorizer(db), role)
+            name = check_name(consumer) if consumer is not None else None
+            async with db.reader() as conn:
+                start = after
+                if start is None and name is not None:
+                    start = await consumer_position(conn, name)
+                position = await start_position(conn, start)
+            async for rows in follow_stream(db, after=position, kinds=wanted_kinds, poll=settings.events_poll,
+                                            forever=follow):
+                sys.stdout.write("".join(json.dumps(message(r, view)) + "\n" for r in rows))
+                sys.stdout.flush()
+                if name is not None:
+                    async with db.engine.begin() as conn:
+                        await save_position(conn, name, rows[-1].position)
+
+    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+        _run(go())
+
+
+@main.command()
+@click.option("--broker", default=None, help="The broker to publish to (default: HUB_PUBLISH, else nats).")
+def publish(broker: str | None) -> None:
+    """Publish committed changes to the message broker until stopped (Ctrl-C); resumes where it stopped."""
+    import signal
+
+    from hub.events import View, publisher_from, relay, retention, stored_authorizer
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    try:
+        publisher = publisher_from(settings, broker)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+
+    async def go() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with _database() as db:
+            authorizer = await stored_authorizer(db)
+            click.echo(f"hub: publishing changes to {settings.nats_url} as consumer {publisher.name!r} "
+                       f"(role {settings.publish_role})", err=True)
+            return await relay(db, publisher, lambda: View(authorizer, settings.publish_role),
+                               poll=settings.events_poll, retention=retention(settings), stop=stop)
+
+    sent = _run(go())
+    click.echo(f"published {sent} changes", err=True)
+
+
+@main.command("events-prune")
+@click.option("--forget", "forget", multiple=True, help="First forget this durable consumer (it no longer holds "
+                                                       "the outbox back); repeatable.")
+def events_prune(forget: tuple[str, ...]) -> None:
+    """Drop outbox rows older than HUB_EVENTS_RETENTION_HOURS that every durable consumer has passed."""
+    from hub.events import drop_consumer, prune, retention
+
+    async def go() -> int:
+        async with _database() as db, db.engine.begin() as conn:
+            for name in forget:
+                if not await drop_consumer(conn, name):
+                    raise click.ClickException(f"no durable consumer {name!r}")
+            return await prune(conn, retention=retention(get_settings()))
+
+    click.echo(f"pruned {_run(go())} outbox rows", err=True)
+
+
 if __name__ == "__main__":
     main()

@@ -81,6 +81,16 @@ class Settings:
     read_audit: bool = True
     audit_flush_ms: int = 200
     audit_batch: int = 1000
+    # change events (hub/events): how often a caught-up consumer looks for new changes, how long the
+    # outbox keeps what every durable consumer has passed, and the broker publisher
+    events_poll: float = 0.2
+    events_retention_hours: float = 168.0
+    publish: str = ""                      # "nats": `hub serve` also runs the publisher; "": only `hub publish`
+    publish_role: str = "reader"           # whose view of the changes the broker receives
+    publish_consumer: str = "nats"         # the durable consumer name its progress is stored under
+    nats_url: str = "nats://127.0.0.1:4222"
+    nats_stream: str = "HUB_CUSTOMER"
+    nats_subject: str = "hub.customer"
 
 
 @lru_cache(maxsize=1)
@@ -110,4 +120,12 @@ def get_settings() -> Settings:
         read_audit=env.get("HUB_READ_AUDIT", "on").lower() not in ("off", "0", "false", "no"),
         audit_flush_ms=int(env.get("HUB_AUDIT_FLUSH_MS", "200")),
         audit_batch=int(env.get("HUB_AUDIT_BATCH", "1000")),
+        events_poll=float(env.get("HUB_EVENTS_POLL_SECONDS", "0.2")),
+        events_retention_hours=float(env.get("HUB_EVENTS_RETENTION_HOURS", "168")),
+        publish=env.get("HUB_PUBLISH", "").strip().lower(),
+        publish_role=env.get("HUB_PUBLISH_ROLE", "reader"),
+        publish_consumer=env.get("HUB_PUBLISH_CONSUMER", "nats"),
+        nats_url=env.get("HUB_NATS_URL", "nats://127.0.0.1:4222"),
+        nats_stream=env.get("HUB_NATS_STREAM", "HUB_CUSTOMER"),
+        nats_subject=env.get("HUB_NATS_SUBJECT", "hub.customer"),
     )

@@ -6,6 +6,9 @@ that holds the hub's write lock so registrations, merges and splits never
 interleave halfway (PostgreSQL: a transaction-scoped advisory lock, which also
 serialises several server processes; SQLite: a process lock, SQLite itself
 allows one writer at a time).
+
+Every unit of work ends by sealing its outbox (`seal_outbox`): the events it wrote get their
+positions in the change stream, in the same transaction, just before the commit.
 """
 from __future__ import annotations
 
@@ -23,7 +26,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import ARRAY, JSON, BigInteger, Table, event, func, literal, select, text
+from sqlalchemy import ARRAY, JSON, BigInteger, Table, bindparam, event, func, literal, select, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -36,6 +39,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql import FromClause
 from sqlalchemy.types import TypeDecorator
+
+from hub.models.types import UTCDateTime, utcnow
 
 T = TypeVar("T")
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
@@ -196,9 +201,15 @@ class Database:
         async with self._local_lock if self.sqlite else _nullcontext(), self.sessions() as session:
             async with session.begin():
                 await session.connection(execution_options={"hub_write": True})
-                if not self.sqlite and lock:
-                    await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                if not lock and not self.sqlite:
+                    mark = None  # an append no unit of work reads (the read audit): no lock, no golden events
+                elif self.sqlite:
+                    mark = (await session.execute(_EVENT_MARK)).scalar_one()
+                else:
+                    mark = (await session.execute(_LOCK_AND_MARK, {"k": WRITE_LOCK_KEY})).one()[1]
                 yield session
+                if mark is not None:
+                    await seal_outbox(session, mark)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
@@ -275,6 +286,47 @@ async def in_own_loop(db: Database, work: Callable[[Database], Awaitable[T]]) ->
     finally:
         if grown:
             db.grew(sum(grown))
+
+
+# the newest event id before this unit of work: every event it writes has a greater id
+_EVENT_MARK = text("SELECT coalesce(max(id), 0) FROM event")
+_LOCK_AND_MARK = text("SELECT pg_advisory_xact_lock(:k), (SELECT coalesce(max(id), 0) FROM event)")
+# Number this transaction's golden-record events (those naming a customer; not the hub's own, such as
+# SYSTEM_REGISTERED or POLICY_CHANGED) after the last position, under the head row's lock. The lock is
+# held until the commit, so the next transaction numbers its events only once this one committed:
+# positions follow commit order whatever locks the writers take before. The events are found by id
+# range from the mark (a primary-key range scan); events of other transactions in the range were
+# committed, hence sealed already (NOT EXISTS), or are not visible.
+_SEAL_PG = text("""
+WITH head AS (SELECT last FROM outbox_head WHERE id = 1 FOR UPDATE),
+new AS (INSERT INTO outbox (position, event_id, customer_id, kind, at)
+        SELECT head.last + row_number() OVER (ORDER BY e.id), e.id, e.customer_id, e.kind, :now
+        FROM event e CROSS JOIN head
+        WHERE e.id > :mark AND e.customer_id IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)
+        RETURNING position)
+UPDATE outbox_head SET last = coalesce((SELECT max(position) FROM new), last) WHERE id = 1""").bindparams(
+    bindparam("now", type_=UTCDateTime()))
+_SEAL_SQLITE = text("""
+INSERT INTO outbox (position, event_id, customer_id, kind, at)
+SELECT :last + row_number() OVER (ORDER BY e.id), e.id, e.customer_id, e.kind, :now
+FROM event e WHERE e.id > :mark AND e.customer_id IS NOT NULL
+  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.event_id = e.id)""").bindparams(
+    bindparam("now", type_=UTCDateTime()))
+
+
+async def seal_outbox(session: AsyncSession, mark: int) -> None:
+    """Give the events this transaction wrote (ids above `mark`) their commit-ordered stream positions."""
+    # the commit time, near enough: the stream's committedAt, and what retention counts from
+    now = utcnow()
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(_SEAL_PG, {"mark": mark, "now": now})
+        return
+    # SQLite: one writer at a time, so the transaction already holds the database's write lock
+    last = (await session.execute(text("SELECT last FROM outbox_head WHERE id = 1"))).scalar_one()
+    added = (await session.execute(_SEAL_SQLITE, {"last": last, "mark": mark, "now": now})).rowcount
+    if added:
+        await session.execute(text("UPDATE outbox_head SET last = :last WHERE id = 1"), {"last": last + added})
 
 
 @asynccontextmanager

@@ -1,6 +1,7 @@
 """The Starlette application: /graphql behind bearer-token authentication, /healthz, /readyz."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import pathlib
 import json
@@ -16,10 +17,13 @@ from cross_web import HTTPException
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import Message, Receive
+from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 from strawberry.extensions import SchemaExtension
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
@@ -29,6 +33,8 @@ from hub.db import Database, Reads, unavailable
 from hub.logs import configure_logging, safe_traceback
 from hub.ingest.matcher import load_scorer
 from hub.access.tokens import Principal, authenticate
+from hub.events import publisher_from, relay, retention
+from hub.events.payload import View
 from hub.privacy.sealing import configure as configure_sealing, verify_keys
 from hub.privacy.audit import ReadAuditLog
 from schema.build import build_schema
@@ -112,15 +118,32 @@ def _forbidden(message: str) -> Response:
 GRAPHIQL_HTML = (pathlib.Path(__file__).parent / "graphiql.html").read_text(encoding="utf-8")
 
 
+MAX_SUBSCRIPTIONS = 10  # per websocket: each one polls the database while it runs
+NOBODY = Principal("anonymous", "")  # a websocket before its connection_init: no role, nothing allowed
+
+
+def _bearer(value: Any) -> str | None:
+    """The token of "Bearer <token>" (or of a bare token, as some websocket clients send it)."""
+    if not isinstance(value, str):
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip() if scheme.lower() == "bearer" else scheme
+    return token or None
+
+
 class HubGraphQL(GraphQL):
     """Strawberry's ASGI view with the hub's context; callers without a valid token get HTTP 401.
 
     Every request outcome is JSON: a body that is not UTF-8 or JSON is 400, one over the size limit 413, a
-    database outage 503 with Retry-After; one log line per request (hub.request).
+    database outage 503 with Retry-After; one log line per request (hub.request). Subscriptions run over
+    graphql-transport-ws; the token comes in the connection_init payload ({"Authorization": "Bearer <token>"})
+    or the handshake's Authorization header, and is checked there.
     """
 
     def __init__(self, services: Services) -> None:
-        super().__init__(build_schema(services.settings, extra_extensions=[OperationLabel]), graphql_ide="graphiql")
+        super().__init__(build_schema(services.settings, extra_extensions=[OperationLabel]), graphql_ide="graphiql",
+                         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+                         max_subscriptions_per_connection=MAX_SUBSCRIPTIONS)
         self.services = services
 
     @property
@@ -128,6 +151,9 @@ class HubGraphQL(GraphQL):
         return GRAPHIQL_HTML
 
     async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "websocket":
+            await super().__call__(scope, receive, send)
+            return
         if scope["type"] != "http":
             await PlainTextResponse("not supported", status_code=400)(scope, receive, send)
             return
@@ -264,7 +290,29 @@ class HubGraphQL(GraphQL):
                 sub.headers["Retry-After"] = str(self.retry_after)
         return await super().process_result(request, result)
 
+    async def on_ws_connect(self, context: Context) -> None:
+        """Accept a websocket only with a live token; its subscriptions re-check it while they run."""
+        params = context.connection_params or {}
+        token = _bearer(params.get("Authorization") or params.get("authorization") or params.get("token")) \
+            or _bearer(context.request.headers.get("authorization"))
+        reads = Reads(self.services.db)
+        try:
+            if self.services.policy_check_due():
+                await self.services.refresh_policy(reads)
+            principal = await authenticate(reads=reads, token=token) if token else None
+        finally:
+            await reads.close()
+        if principal is None:
+            raise ConnectionRejectionError({"message": "a valid bearer token is required"})
+        context.principal, context.token = principal, token
+        return None
+
     async def get_context(self, request: Any, response: Any) -> Context:
+        if isinstance(request, WebSocket):
+            # long-lived: no request-scoped connection is held; subscriptions open their own per read
+            reads = Reads(self.services.db)
+            return Context(request=request, response=response, services=self.services, principal=NOBODY,
+                           reads=reads, loaders=Loaders(reads))
         reads, principal = request.state.reads, request.state.principal
         request.state.sub_response = response
         purposes = self.services.authorizer.purposes(principal.role)
@@ -320,14 +368,20 @@ def create_app(services: Services | None = None) -> Starlette:
             await reads.close()
         if services.scorer is None:
             services.scorer = await load_scorer(services.db, services.settings.match_model)
+        stop, publishing = asyncio.Event(), None
+        if services.settings.publish:
+            publishing = asyncio.create_task(run_publisher(services, stop))
         yield
+        if publishing is not None:
+            stop.set()
+            await publishing
         if services.audit is not None:
             await services.audit.close()  # what is still queued is written before the pool closes
         await services.db.dispose()
 
     graphql = HubGraphQL(services)
     # "/graphql/" too: clients that join a base URL and an empty path (httpx) add the slash
-    app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]),
+    app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]), WebSocketRoute("/graphql", graphql),
                             Route("/graphql/", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
                             Route("/readyz", readyz)], lifespan=lifespan)
     app.state.services = services
@@ -339,3 +393,15 @@ def serve_app() -> Starlette:
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_format)
     return create_app(build_services(settings))
+
+
+async def run_publisher(services: Services, stop: asyncio.Event) -> int:
+    """Relay the change stream to the configured broker as the configured role sees it, until stopped."""
+    settings = services.settings
+    role = settings.publish_role
+
+    def view() -> View:
+        return View(services.authorizer, role)
+
+    return await relay(services.db, publisher_from(settings), view, poll=settings.events_poll,
+                       retention=retention(settings), stop=stop)

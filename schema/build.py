@@ -5,6 +5,8 @@ import logging
 from collections.abc import Iterator
 
 import strawberry
+from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from graphql import GraphQLError
 from strawberry.extensions import (
     AddValidationRules, MaxAliasesLimiter, MaxTokensLimiter, ParserCache, QueryDepthLimiter, SchemaExtension,
@@ -18,6 +20,7 @@ from hub.db import unavailable
 from hub.logs import safe_traceback
 from schema.cost import QueryCostLimiter
 from schema.errors import HubMaskErrors, unexpected
+from schema.events import POSITION, EventsQuery, Position, Subscription
 from schema.mutations import Mutation
 from schema.erasure import PrivacyMutation, PrivacyQuery
 from schema.queries import Query
@@ -70,8 +73,10 @@ def build_schema(settings: Settings | None = None, extra_extensions: list | None
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return HubSchema(
-        query=merge_types("Query", (Query, PrivacyQuery)),
+        query=merge_types("Query", (Query, PrivacyQuery, EventsQuery)),
         mutation=merge_types("Mutation", (Mutation, PrivacyMutation)),
+        subscription=Subscription,
+        config=StrawberryConfig(scalar_map={Position: POSITION}),
         types=[Customer, SourceRecord],
         extensions=[
             lambda: ParserCache(maxsize=512),

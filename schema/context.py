@@ -102,6 +102,9 @@ class Context:
     # this request's access plan: (Type, field) or (Type, field, attribute) -> Access, asked once each
     _plan: dict[tuple[str, ...], Access] = field(default_factory=dict)
     _audited: dict[tuple[str, str], bool] = field(default_factory=dict)
+    # a websocket's: the bearer token (re-checked by long-lived subscriptions) and connection_init payload
+    token: str | None = None
+    connection_params: dict | None = None
 
     @property
     def db(self) -> Database:

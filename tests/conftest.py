@@ -31,9 +31,9 @@ from schema.app import build_services, create_app
 TEST_KEYS = "hash aGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGhoaGg=;enc t1 ZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWVlZWU="
 PG_SERVER = os.environ.get("HUB_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
 # every table but the policy's (seeded by its migration; tests that edit it restore it)
-TABLES = ("erasure", "erasure_block", "erasure_task", "lineage", "event", "blocking_key", "match_candidate",
-          "match_model", "steward_rule", "source_record", "customer", "api_token", "source_system", "consent",
-          "consent_statement", "read_audit")
+TABLES = ("outbox", "event_consumer", "erasure", "erasure_block", "erasure_task", "lineage", "event", "blocking_key",
+          "match_candidate", "match_model", "steward_rule", "source_record", "customer", "api_token", "source_system",
+          "consent", "consent_statement", "read_audit")
 
 
 async def _admin(sql: str) -> None:
@@ -96,6 +96,7 @@ async def db(db_url):
     if not database.sqlite:
         async with database.engine.begin() as conn:
             await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+            await conn.execute(text("UPDATE outbox_head SET last = 0, pruned_to = 0"))
     yield database
     await database.dispose()
 
