@@ -717,7 +717,9 @@ def subject_export(customer_id: int, out: Path | None, summary_path: Path | None
                    "batch printed (the outbox keeps what it has not passed).")
 def events(after: int | None, follow: bool, kinds: str, role: str, consumer: str | None) -> None:
     """Print committed golden-record changes as JSON lines, in commit order."""
-    from hub.events import View, follow as follow_stream, message, save_position, start_position, stored_authorizer
+    from hub.events import (
+        View, follow as follow_stream, message, save_position, start_position, stored_authorizer, visible_to,
+    )
     from hub.events.outbox import check_name, consumer_position
 
     settings = get_settings()
@@ -734,7 +736,8 @@ def events(after: int | None, follow: bool, kinds: str, role: str, consumer: str
                 position = await start_position(conn, start)
             async for rows in follow_stream(db, after=position, kinds=wanted_kinds, poll=settings.events_poll,
                                             forever=follow):
-                sys.stdout.write("".join(json.dumps(message(r, view)) + "\n" for r in rows))
+                shown = await visible_to(db, rows, view.purposes)
+                sys.stdout.write("".join(json.dumps(message(r, view)) + "\n" for r in shown))
                 sys.stdout.flush()
                 if name is not None:
                     async with db.engine.begin() as conn:

@@ -14,7 +14,7 @@ from strawberry.scalars import JSON
 from hub.access.tokens import authenticate
 from hub.db import Reads
 from hub.errors import HubError
-from hub.events import View, consumers, follow, message, start_position, wanted
+from hub.events import View, consumers, follow, message, start_position, visible_to, wanted
 from hub.golden.attributes import API_NAME
 from schema.errors import operation
 
@@ -101,6 +101,7 @@ class Subscription:
                 check_at = monotonic() + TOKEN_CHECK_SECONDS
                 await _recheck(ctx, principal)
             view = View(services.authorizer, principal.role)  # memoised by the authorizer: policy edits apply
+            rows = await visible_to(services.db, rows, view.purposes)
             for row in rows:
                 m = message(row, view)
                 if wanted(m, wanted_fields):

@@ -292,3 +292,13 @@ async def test_forgetting_an_abandoned_consumer_lets_the_outbox_be_pruned(admin,
     assert "pruned 2 outbox rows" in freed.output
     async with db.reader() as conn:
         assert (await consumers(conn))[1] == []
+
+
+async def test_changes_as_a_consent_bound_role_only_of_customers_who_granted_it(admin, hub_cli):
+    a, b = await _two_customers(admin)
+    await admin("""mutation($id: ID!) { setConsent(customerId: $id, purpose: "marketing-email", granted: true,
+      evidence: "newsletter box") { id } }""", id=a)
+    as_marketing = await _changes(hub_cli, "--after", "0", "--role", "marketing")
+    assert as_marketing and {c["customerId"] for c in as_marketing} == {int(a)}   # Bob did not consent
+    assert all("nationalId" not in (c["values"] or {}) for c in as_marketing)
+    assert {c["customerId"] for c in await _changes(hub_cli, "--after", "0", "--role", "reader")} == {int(a), int(b)}

@@ -16,7 +16,7 @@ from hub.events.outbox import (
 )
 from hub.events.payload import View, message, wanted
 from hub.events.publishers import NatsPublisher, Publisher, relay
-from hub.events.stream import follow
+from hub.events.stream import follow, visible_to
 
 
 def publisher_from(settings: Settings, kind: str | None = None) -> Publisher:
@@ -41,4 +41,4 @@ def retention(settings: Settings) -> dt.timedelta:
 
 __all__ = ["ConsumerLag", "NatsPublisher", "Pruned", "Publisher", "StoredChange", "View", "consumers",
            "drop_consumer", "follow", "head", "message", "prune", "publisher_from", "relay", "retention",
-           "save_position", "start_position", "stored_authorizer", "wanted"]
+           "save_position", "start_position", "stored_authorizer", "visible_to", "wanted"]

@@ -26,6 +26,8 @@ class View:
     def __init__(self, authorizer: Authorizer, role: str) -> None:
         self.authorizer, self.role = authorizer, role
         self._access: dict[str, Access] = {}
+        # consent purposes the role is bound to: it sees only the changes of customers who granted them
+        self.purposes: frozenset[str] = authorizer.purposes(role)
 
     def access(self, attribute: str) -> Access:
         found = self._access.get(attribute)

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from hub.db import Database
 from hub.events.outbox import check_name, consumer_position, head, prune, read_changes, save_position
 from hub.events.payload import View, message
+from hub.events.stream import visible_to
 
 log = logging.getLogger("hub.events")
 RELAY_LOCK_KEY = 0x4855_4250  # "HUBP": one relay per durable consumer name across processes (PostgreSQL)
@@ -116,7 +117,8 @@ async def _relay(db, publisher, view_of, *, name, poll, batch, retention, prune_
                     rows = await read_changes(conn, after=position, limit=batch)
                 if rows:
                     view = view_of()
-                    await publisher.publish([message(r, view) for r in rows])
+                    shown = await visible_to(db, rows, view.purposes)
+                    await publisher.publish([message(r, view) for r in shown])
                     async with db.engine.begin() as conn:
                         await save_position(conn, name, rows[-1].position)
                     sent += len(rows)

@@ -35,3 +35,24 @@ async def follow(db: Database, *, after: int, kinds: Sequence[str] | None = None
             if not forever:
                 return
             await asyncio.sleep(poll)
+
+
+async def visible_to(db: Database, rows: list[StoredChange], purposes: frozenset[str]) -> list[StoredChange]:
+    """The changes a role bound to consent purposes may see: those of customers who granted every purpose.
+
+    The same row-level rule as queries (hub.privacy.consent.visible): for such a role a customer without
+    the consent does not exist, so neither do its changes. One indexed read per batch.
+    """
+    if not purposes or not rows:
+        return rows
+    from sqlalchemy import select
+
+    from hub.models import Customer
+    from hub.privacy.consent import visible
+
+    ids = sorted({r.customer_id for r in rows if r.customer_id is not None})
+    table = Customer.__table__
+    async with db.reader() as conn:
+        seen = {i for (i,) in await conn.execute(
+            select(table.c.id).where(table.c.id.in_(ids), visible(table.c.id, purposes)))}
+    return [r for r in rows if r.customer_id in seen]
