@@ -1,6 +1,7 @@
 """Retention: records past their system's period leave the hub as completely as by an erasure."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 from sqlalchemy import select
@@ -11,7 +12,7 @@ from tests.helpers import CUSTOMER, add_system, rec, register
 from tests.test_erasure import RECEIPT, _dump
 
 SYSTEM = """mutation($input: SourceSystemInput!) { registerSourceSystem(input: $input) { name retentionDays } }"""
-OLD, RECENT = "2020-01-01T00:00:00Z", "2099-01-01T00:00:00Z"
+OLD, RECENT = "2020-01-01T00:00:00Z", dt.datetime.now(dt.UTC).isoformat()  # updatedAt may not lie ahead
 # Pia: a recent CRM record and an expired web-events record, linked by email + birth date
 PIA_CRM = dict(givenName="Pia", familyName="Lund", dateOfBirth="1990-05-05", email="pia.lund@x.org")
 PIA_EVENTS = dict(givenName="Pia", familyName="Lund", dateOfBirth="1990-05-05", email="pia.lund@x.org",
