@@ -40,6 +40,8 @@ class Settings:
     key_file: str = "./hub.keys"
     # days a source system has to acknowledge an erasure task before it is listed as overdue
     erasure_task_days: int = 30
+    # seconds the data-quality report (Query.dataQuality) is served from memory before it is computed again
+    quality_cache_seconds: int = 60
 
 
 @lru_cache(maxsize=1)
@@ -58,4 +60,5 @@ def get_settings() -> Settings:
         keys=env.get("HUB_KEYS") or None,
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",
         erasure_task_days=int(env.get("HUB_ERASURE_TASK_DAYS", "30")),
+        quality_cache_seconds=int(env.get("HUB_QUALITY_CACHE_SECONDS", "60")),
     )

@@ -14,6 +14,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from authz import Authorizer
+from console import console_routes
 from hub.config import Settings, get_settings
 from hub.db import Database, Reads
 from hub.ingest.matcher import load_scorer
@@ -143,6 +144,6 @@ def create_app(services: Services | None = None) -> Starlette:
     # "/graphql/" too: clients that join a base URL and an empty path (httpx) add the slash
     app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]),
                             Route("/graphql/", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
-                            Route("/readyz", readyz)], lifespan=lifespan)
+                            Route("/readyz", readyz), *console_routes("/console")], lifespan=lifespan)
     app.state.services = services
     return app

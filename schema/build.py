@@ -16,6 +16,7 @@ from strawberry.tools import merge_types
 
 from schema.mutations import Mutation
 from schema.privacy import PrivacyMutation, PrivacyQuery
+from schema.quality import QualityQuery
 from schema.queries import Query
 from schema.types import Customer, SourceRecord
 
@@ -44,7 +45,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return strawberry.Schema(
-        query=merge_types("Query", (Query, PrivacyQuery)),
+        query=merge_types("Query", (Query, PrivacyQuery, QualityQuery)),
         mutation=merge_types("Mutation", (Mutation, PrivacyMutation)),
         types=[Customer, SourceRecord],
         extensions=[
