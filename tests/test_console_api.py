@@ -150,3 +150,17 @@ async def test_data_quality_is_served_from_memory_within_its_ttl(admin, services
     assert first["cachedSeconds"] == 60 and cached["totals"]["sourceRecords"] == 1
     services.quality_cache.at -= 61  # older than the TTL: computed again
     assert (await admin(QUALITY))["dataQuality"]["totals"]["sourceRecords"] == 2
+
+
+async def test_unmerge_as_steward_brings_the_merged_record_back(admin, client, db):
+    await add_system(admin, "crm")
+    [a] = await register(admin, "crm", rec("A1", **ANNA))
+    [c] = await register(admin, "crm", rec("C1", **CARL))
+    ids = [a["customer"]["id"], c["customer"]["id"]]
+    await admin("""mutation($ids: [ID!]!) { mergeCustomers(ids: $ids) { id } }""", ids=ids)
+    steward = Gql(client, await mint(db, "steward", "sam"))
+    back = await steward("""mutation($id: ID!) { unmergeCustomer(id: $id, note: "two people") { id } }""", id=ids[1])
+    assert back["unmergeCustomer"]["id"] == ids[1]
+    reader = Gql(client, await mint(db, "reader", "app"))
+    _, errors = await reader.errors("""mutation($id: ID!) { unmergeCustomer(id: $id) { id } }""", id=ids[1])
+    assert errors[0]["extensions"]["code"] == "FORBIDDEN"

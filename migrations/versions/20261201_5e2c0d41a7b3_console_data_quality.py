@@ -1,4 +1,4 @@
-"""console: the data-quality dashboard's event index and policy row
+"""console: the data-quality dashboard's event index; policy rows for dataQuality and a steward's unmerge
 
 Revision ID: 5e2c0d41a7b3
 Revises: 7c1e5a9d0b34
@@ -19,6 +19,7 @@ depends_on: str | Sequence[str] | None = None
 # re-seeded: a policy an operator changed with `hub policy` keeps its changes)
 POLICY_ROWS = (
     ("p", "steward", "Query.dataQuality", "call", "allow"),
+    ("p", "steward", "Mutation.unmergeCustomer", "call", "allow"),
 )
 _RULE = sa.table("authz_rule", sa.column("ptype"), sa.column("subject"), sa.column("object"), sa.column("action"),
                  sa.column("effect"))
