@@ -116,7 +116,7 @@ def _shape(report: Report, ttl: int) -> DataQuality:
 
 
 class QualityCache:
-    """One report per process, recomputed when older than the TTL; concurrent callers share one computation."""
+    """One report per process, recomputed when older than the TTL by one caller; the others get the last one."""
 
     def __init__(self) -> None:
         self.report: Report | None = None
@@ -124,8 +124,8 @@ class QualityCache:
         self.lock = asyncio.Lock()
 
     async def get(self, compute, ttl: int) -> Report:
-        if self.report is not None and time.monotonic() - self.at < ttl:
-            return self.report
+        if self.report is not None and (time.monotonic() - self.at < ttl or self.lock.locked()):
+            return self.report  # fresh, or being recomputed: the last report meanwhile (seconds at 1M records)
         async with self.lock:
             if self.report is None or time.monotonic() - self.at >= ttl:
                 self.report = await compute()

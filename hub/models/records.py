@@ -32,5 +32,8 @@ class SourceRecord(PersonColumns, table=True):
     # the match model's comparison features, derived once when the record is stored, so candidates
     # are scored without normalising them again (None: derive on demand)
     match_features: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)
+    # attributes the source sent but validation refused (kept in raw, left out of the columns), one bit per
+    # attribute in hub.golden.attributes.ATTRIBUTES order: the data-quality dashboard counts them per system
+    invalid_fields: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     updated_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)

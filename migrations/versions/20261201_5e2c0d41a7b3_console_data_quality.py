@@ -1,4 +1,5 @@
-"""console: the data-quality dashboard's event index; policy rows for dataQuality and a steward's unmerge
+"""console: source_record.invalid_fields (backfilled), the event index of the data-quality dashboard; policy rows for
+dataQuality and a steward's unmerge
 
 Revision ID: 5e2c0d41a7b3
 Revises: 7c1e5a9d0b34
@@ -35,7 +36,28 @@ def _bump_revision() -> None:
         revision=_REVISION.c.revision + 1, updated_at=dt.datetime.now(dt.UTC)))
 
 
+# hub.golden.attributes.ATTRIBUTES as of this revision (bit i of invalid_fields: attribute i), by API name
+_ATTRIBUTES = ("given_name", "family_name", "date_of_birth", "email", "phone", "address_line1", "address_line2",
+               "locality", "postcode", "region", "country", "national_id")
+_API = {a: a.split("_")[0] + "".join(p.capitalize() for p in a.split("_")[1:]) for a in _ATTRIBUTES}
+
+
+def _backfill() -> None:
+    """Derive invalid_fields of stored records: an attribute sent (raw) but absent from its column was refused."""
+    sr = sa.table("source_record", sa.column("raw", sa.JSON), sa.column("invalid_fields", sa.Integer),
+                  *(sa.column(a) for a in _ATTRIBUTES))
+    bits = []
+    for i, a in enumerate(_ATTRIBUTES):
+        raw = sr.c.raw[_API[a]].as_string()
+        bits.append(sa.case((sa.and_(raw.is_not(None), sa.func.trim(raw) != "", sr.c[a].is_(None)), 1 << i),
+                            else_=0))
+    op.execute(sr.update().values(invalid_fields=sum(bits[1:], bits[0])))
+
+
 def upgrade() -> None:
+    with op.batch_alter_table('source_record', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('invalid_fields', sa.Integer(), server_default='0', nullable=False))
+    _backfill()
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.create_index('ix_event_kind_at', ['kind', 'at'], unique=False)
     # a database created from scratch got these rows already: the policy migration seeds today's policy.csv
@@ -53,3 +75,5 @@ def downgrade() -> None:
     _bump_revision()
     with op.batch_alter_table('event', schema=None) as batch_op:
         batch_op.drop_index('ix_event_kind_at')
+    with op.batch_alter_table('source_record', schema=None) as batch_op:
+        batch_op.drop_column('invalid_fields')
