@@ -4,6 +4,7 @@
 "use strict";
 
 const TOKEN_KEY = "hub.console.token";
+const STEWARD_KEY = "hub.console.steward";
 const GRAPHQL = new URL("../graphql", location.href).href;
 const ATTRIBUTES = ["givenName", "familyName", "dateOfBirth", "email", "phone", "addressLine1", "addressLine2",
   "locality", "postcode", "region", "country", "nationalId"];
@@ -146,6 +147,10 @@ function signinPage() {
       if (operationErrors(errors).length && !errors.some((e) => code(e) === "FORBIDDEN")) {
         throw new ApiError(errors[0].message, code(errors[0]));
       }
+      // the server says whether this token may work the review queue; without it the page offers no steward
+      // actions (the server would refuse them anyway)
+      const probe = await gql("{ matchCandidates(first: 1) { pageInfo { hasNextPage } } }");
+      sessionStorage.setItem(STEWARD_KEY, probe.errors.some((e) => code(e) === "FORBIDDEN") ? "0" : "1");
       location.hash = sessionStorage.getItem("hub.console.next") || "#/queue";
       sessionStorage.removeItem("hub.console.next");
     } catch (e) {
@@ -428,7 +433,7 @@ async function customerPage(id) {
     banner(`Customer ${id} was merged into ${value.id}; showing the surviving record.`);
   }
   const c = value;
-  const readOnly = Boolean(asOf);
+  const readOnly = Boolean(asOf) || sessionStorage.getItem(STEWARD_KEY) === "0";
   const note = h("input", {id: "action-note", size: 40, placeholder: "note for your action (required to override)"});
 
   const reload = async () => {
@@ -497,7 +502,7 @@ async function customerPage(id) {
   asOf ? h("a", {href: `#/customer/${id}`}, "back to now") : null);
 
   show(h("h1", {}, `Customer ${c.id} `, h("span", {class: "pill"}, `version ${c.version}`),
-    readOnly ? h("span", {class: "pill"}, `as of ${fmtTime(asOf)}`) : null),
+    asOf ? h("span", {class: "pill"}, `as of ${fmtTime(asOf)}`) : null),
   asOfForm,
   readOnly ? null : h("div", {class: "actions"}, h("label", {}, "Note ", note)),
   h("div", {class: "card"}, h("h2", {}, "Golden record and lineage"),
@@ -809,6 +814,7 @@ async function route() {
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("signout").addEventListener("click", () => {
     sessionStorage.removeItem(TOKEN_KEY);
+    sessionStorage.removeItem(STEWARD_KEY);
     location.hash = "#/signin";
   });
   window.addEventListener("hashchange", route);

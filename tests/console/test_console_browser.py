@@ -5,6 +5,7 @@ One hub per dialect for the module (SQLite file, PostgreSQL database), 400 gener
 from __future__ import annotations
 
 import asyncio
+import datetime
 import concurrent.futures
 import time
 import uuid
@@ -203,11 +204,16 @@ def test_steward_overrides_a_value_and_clears_it(hub, page):
     assert page.inner_text(f"{row} td.value") == "fixed.address@example.org"
     assert "steward-override" in page.inner_text(row)
     shot(page, "override")
+    overridden_at = datetime.datetime.now(datetime.UTC).isoformat()
     page.fill("#action-note", "wrong customer")
     page.click(f"{row} [data-clear=email]")
     page.wait_for_selector("#banner.ok")
     page.wait_for_function("() => !document.querySelector('#golden tr[data-field=email]').innerText"
                            ".includes('steward-override')")
+    # as of a moment between the two, the page shows the overridden value, read-only
+    go(page, f"#/customer/{customer['id']}?asOf={overridden_at.replace('+', '%2B')}", "customer")
+    assert page.inner_text(f"{row} td.value") == "fixed.address@example.org"
+    assert page.locator("[data-override]").count() == 0 and "as of" in page.inner_text("h1")
     kinds = [e["kind"] for e in hub.gql("""query($id: ID!) { customer(id: $id) { history { kind } } }""", "admin",
                                         id=customer["id"])["customer"]["history"]]
     assert kinds.count("OVERRIDDEN") >= 2
@@ -222,6 +228,8 @@ def test_reader_console_hides_the_date_of_birth_and_the_queue(hub, page):
     assert page.locator("#golden tr[data-field=dateOfBirth]").count() == 0
     assert page.locator("#golden tr[data-field=email]").count() == 1
     assert "Date of birth" not in page.inner_text("#main")
+    # a reader may not curate: the page offers no steward action
+    assert page.locator("[data-override], [data-split], [data-unmerge], #action-note").count() == 0
     if dob["customer"]["dateOfBirth"]:
         assert dob["customer"]["dateOfBirth"] not in page.content()
     shot(page, "reader-customer")
