@@ -91,6 +91,8 @@ class Settings:
     nats_url: str = "nats://127.0.0.1:4222"
     nats_stream: str = "HUB_CUSTOMER"
     nats_subject: str = "hub.customer"
+    # seconds the data-quality report (Query.dataQuality) is served from memory before it is computed again
+    quality_cache_seconds: int = 60
 
 
 @lru_cache(maxsize=1)
@@ -128,4 +130,5 @@ def get_settings() -> Settings:
         nats_url=env.get("HUB_NATS_URL", "nats://127.0.0.1:4222"),
         nats_stream=env.get("HUB_NATS_STREAM", "HUB_CUSTOMER"),
         nats_subject=env.get("HUB_NATS_SUBJECT", "hub.customer"),
+        quality_cache_seconds=int(env.get("HUB_QUALITY_CACHE_SECONDS", "60")),
     )

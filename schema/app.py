@@ -28,6 +28,7 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from authz import Authorizer
+from console import console_routes
 from hub.config import Settings, get_settings
 from hub.db import Database, Reads, unavailable
 from hub.logs import configure_logging, safe_traceback
@@ -383,7 +384,7 @@ def create_app(services: Services | None = None) -> Starlette:
     # "/graphql/" too: clients that join a base URL and an empty path (httpx) add the slash
     app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]), WebSocketRoute("/graphql", graphql),
                             Route("/graphql/", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
-                            Route("/readyz", readyz)], lifespan=lifespan)
+                            Route("/readyz", readyz), *console_routes("/console")], lifespan=lifespan)
     app.state.services = services
     return app
 

@@ -23,6 +23,7 @@ from schema.errors import HubMaskErrors, unexpected
 from schema.events import POSITION, EventsQuery, Position, Subscription
 from schema.mutations import Mutation
 from schema.erasure import PrivacyMutation, PrivacyQuery
+from schema.quality import QualityQuery
 from schema.queries import Query
 from schema.types import Customer, SourceRecord
 
@@ -73,7 +74,7 @@ def build_schema(settings: Settings | None = None, extra_extensions: list | None
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return HubSchema(
-        query=merge_types("Query", (Query, PrivacyQuery, EventsQuery)),
+        query=merge_types("Query", (Query, PrivacyQuery, EventsQuery, QualityQuery)),
         mutation=merge_types("Mutation", (Mutation, PrivacyMutation)),
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Position: POSITION}),

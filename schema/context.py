@@ -44,6 +44,8 @@ class Services:
     # the stored revision the authorizer holds: None before the first look, UNAVAILABLE if unreadable
     policy_revision: int | None = field(default=None, init=False)
     _policy_due: float = field(default=0.0, init=False, repr=False)
+    # the data-quality report served from memory (schema.quality.QualityCache), made on first use
+    quality_cache: Any = field(default=None, init=False, repr=False)
 
     def policy_check_due(self) -> bool:
         """Tell whether the stored policy's revision should be looked at now (a clock read: near free)."""

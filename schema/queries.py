@@ -6,7 +6,7 @@ import enum
 import math
 
 import strawberry
-from sqlalchemy import select, tuple_
+from sqlalchemy import exists, or_, select, tuple_
 
 from hub import validation
 from hub.errors import BadInput, Forbidden
@@ -66,8 +66,36 @@ def _uncertainty_position(value: str) -> tuple[float, int]:
     return number, validation.parse_id(cid, "cursor")
 
 
+def _candidate_filters(stmt, t, system: str | None, low: float | None, high: float | None):
+    """Narrow the queue to one source system (either golden record holds a record of it) and a probability band.
+
+    The system test is an EXISTS probe per candidate on ix_source_record_customer_id; the band filters the
+    rows the status index serves in order.
+    """
+    for name, value in (("minProbability", low), ("maxProbability", high)):
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise BadInput(f"{name} must be between 0 and 1")
+    if low is not None and high is not None and low > high:
+        raise BadInput("minProbability must not exceed maxProbability")
+    if low is not None:
+        stmt = stmt.where(t.c.probability >= low)
+    if high is not None:
+        stmt = stmt.where(t.c.probability <= high)
+    if system is not None:
+        sr = RecordRow.__table__
+        stmt = stmt.where(or_(exists().where(sr.c.customer_id == t.c.customer_id, sr.c.system == system),
+                              exists().where(sr.c.customer_id == t.c.other_customer_id, sr.c.system == system)))
+    return stmt
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(description="One match candidate, whatever its status.")
+    @operation
+    async def match_candidate(self, info: strawberry.Info, id: strawberry.ID) -> MatchCandidate | None:
+        row = await info.context.loaders.candidate.load(parse_id(id))
+        return MatchCandidate(row=row) if row is not None else None
+
     @strawberry.field(description="A golden record; an id merged away resolves to the surviving record. With asOf, "
                                   "the record's values and version as they were at that moment (no forwarding).")
     @operation
@@ -142,11 +170,15 @@ class Query:
     @operation
     async def match_candidates(self, info: strawberry.Info, status: CandidateStatus | None = CandidateStatus.PENDING,
                                first: int = 50, after: str | None = None,
-                               order_by: CandidateOrder = CandidateOrder.MOST_UNCERTAIN) -> MatchCandidateConnection:
+                               order_by: CandidateOrder = CandidateOrder.MOST_UNCERTAIN,
+                               system: str | None = None,
+                               min_probability: float | None = None,
+                               max_probability: float | None = None) -> MatchCandidateConnection:
         t = CandidateRow.__table__
         stmt = select(t)
         if status is not None:
             stmt = stmt.where(t.c.status == status.value)
+        stmt = _candidate_filters(stmt, t, system or None, min_probability, max_probability)
         if info.context.purposes:  # both sides must exist for the caller
             stmt = stmt.where(visible(t.c.customer_id, info.context.purposes),
                               visible(t.c.other_customer_id, info.context.purposes))

@@ -66,6 +66,7 @@ def test_privacy_migration_adds_the_marketing_and_audit_rows_to_a_stored_policy(
         rows, before = asyncio.run(stored())
         assert marketing not in rows and audit not in rows
     finally:
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, "5092035a9adc")  # the consent migration alone (later ones add rows of their own)
     rows, after = asyncio.run(stored())
+    command.upgrade(cfg, "head")
     assert {marketing, audit} <= rows and after == before + 1

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import BigInteger, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from hub.golden.attributes import ATTRIBUTES
+from hub.golden.attributes import ATTRIBUTES, invalid_mask
 from hub.ingest.blocking import candidate_keys, delete_keys, id_condition, replace_keys
 from hub.ingest.erased import any_blocks, blocked, record_hashes
 from hub.privacy.keys import keyring
@@ -274,6 +274,7 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
             {"system": src.name, "key": it.key, "customer_id": final(it.placement.label), "raw": it.raw,
              "content_hash": it.content_hash, "updated_at": it.updated_at, "received_at": now,
              "match_features": it.profile.features, **seal.hashes(it.values),
+             "invalid_fields": invalid_mask(e.field for e in it.errors),
              **{a: it.values.get(a) for a in ATTRIBUTES}} for it in new_rows])).scalars().all()
         for it, rid in zip(new_rows, ids, strict=True):
             it.record_id = rid
@@ -283,10 +284,11 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
         await session.execute(
             update(SR).where(SR.c.id == bindparam("_id")).values(
                 {c: bindparam("b_" + c) for c in ("customer_id", "raw", "content_hash", "updated_at", "received_at",
-                                                  "match_features", *ATTRIBUTES,
+                                                  "match_features", "invalid_fields", *ATTRIBUTES,
                                                   *(f"{a}_hash" for a in HASHED))}),
             [binds({"customer_id": final(it.placement.label), "raw": it.raw, "content_hash": it.content_hash,
                     "updated_at": it.updated_at, "received_at": now, "match_features": it.profile.features,
+                    "invalid_fields": invalid_mask(e.field for e in it.errors),
                     **seal.hashes(it.values), **{a: it.values.get(a) for a in ATTRIBUTES}}, _id=it.existing.id)
              for it in changed])
         for it in changed:

@@ -12,7 +12,9 @@ from hub.models.types import BigId, SealedJSON, UTCDateTime, utcnow
 
 class Event(SQLModel, table=True):
     __tablename__ = "event"
-    __table_args__ = (sa.Index("ix_event_customer_id_id", "customer_id", "id"),)
+    __table_args__ = (sa.Index("ix_event_customer_id_id", "customer_id", "id"),
+                      # the data-quality dashboard counts outcomes per kind and day over a recent range
+                      sa.Index("ix_event_kind_at", "kind", "at"))
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     customer_id: int | None = Field(default=None, sa_type=BigId)

@@ -36,5 +36,8 @@ class SourceRecord(PersonColumns, table=True):
     # keyed hashes (HMAC) of the sealable attributes, for lookups without decrypting (hub.privacy.sealing)
     national_id_hash: str | None = Field(default=None, max_length=64)
     date_of_birth_hash: str | None = Field(default=None, max_length=64)
+    # attributes the source sent but validation refused (kept in raw, left out of the columns), one bit per
+    # attribute in hub.golden.attributes.ATTRIBUTES order: the data-quality dashboard counts them per system
+    invalid_fields: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     updated_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     received_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
