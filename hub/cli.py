@@ -300,7 +300,9 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
         raise click.ClickException(str(e)) from None
     click.echo(f"trained on {result.records} records in {result.seconds:.1f}s"
                + (" (dry run: not stored)" if dry_run else f": match model {result.model_id}"), err=True)
-    for line in summary(result.model):
+    from matching.train import report_lines
+
+    for line in report_lines(result.model) + summary(result.model):
         click.echo(line, err=True)
     if not dry_run:
         click.echo(result.model_id)

@@ -94,3 +94,40 @@ async def test_cli_train_dry_run_prints_a_summary_and_stores_nothing(db, setting
         get_settings.cache_clear()
     assert result.exit_code == 0, result.output
     assert "dry run" in result.stderr and "lambda" in result.stderr and result.stdout == ""
+
+
+def _no_email_no_phone(n: int = 120) -> list[dict]:
+    """Standardised records of people with names, birth date and address only (FEBRL's mix), with typos."""
+    rnd, out = random.Random(5), []
+    for p in range(n):
+        given, family = rnd.choice(GIVEN), rnd.choice(FAMILY)
+        base = {"given_name": given, "family_name": family,
+                "date_of_birth": f"{rnd.randint(1940, 2004)}-{rnd.randint(1, 12):02d}-{rnd.randint(1, 28):02d}",
+                "postcode": f"{rnd.randint(10000, 99999)}", "locality": "Berlin",
+                "address_line1": f"{rnd.randint(1, 200)} {rnd.choice(['Main', 'Oak', 'Elm', 'Lake'])} St"}
+        for k in range(rnd.randint(1, 3)):
+            rec = dict(base, id=len(out))
+            if k:
+                rec["given_name"] = _typo(given, rnd)
+            out.append(rec)
+    return out
+
+
+def test_training_leaves_out_absent_attributes_and_reports_what_came_from_where():
+    from matching.train import report_lines, train
+
+    model = train(_no_email_no_phone(), max_pairs_u=2e5, max_pairs_em=1e5, id_column="id", prior=default_model_json())
+    names = [c["output_column_name"] for c in model["comparisons"]]
+    assert "email" not in names and "national_id" not in names and "given_name" in names
+    report = model["matching_training"]["report"]
+    assert set(report["comparisons_left_out"]) == {"email", "national_id"}
+    # EM never blocks on a column the data lacks
+    assert all("email" not in s["rule"] and "nid" not in s["rule"] for s in report["em_sessions"])
+    household = {lv["label_for_charts"]: lv for c in model["comparisons"] if c["output_column_name"] == "household"
+                 for lv in c["comparison_levels"]}
+    # a level that needs the absent phone weighs nothing; the others keep their mass
+    assert household["phone"]["m_probability"] == household["phone"]["u_probability"]
+    assert report["levels"]["household"]["phone"]["m"].startswith("absent")
+    lines = report_lines(model)
+    assert any(line.startswith("left out: email") for line in lines)
+    assert "email" not in model["term_frequencies"] or not model["term_frequencies"].get("email")
