@@ -28,7 +28,9 @@ class Settings:
     link_threshold: float = 0.95
     review_threshold: float = 0.60
     max_batch: int = 5000
-    # which match model real-time matching uses: latest (stored by `hub train`, else the shipped one),
+    # `hub rematch --apply` refuses a plan splitting more than this share of golden records (--accept-splits)
+    rematch_max_split_share: float = 0.01
+    # which match model real-time matching uses: latest (the promoted one, else the shipped one),
     # default (the shipped one), a stored model id, or off (deterministic rules only)
     match_model: str = "latest"
     max_query_depth: int = 10
@@ -54,6 +56,7 @@ def get_settings() -> Settings:
         review_threshold=float(env.get("HUB_REVIEW_THRESHOLD", "0.60")),
         max_batch=int(env.get("HUB_MAX_BATCH", "5000")),
         match_model=env.get("HUB_MATCH_MODEL", "latest"),
+        rematch_max_split_share=float(env.get("HUB_REMATCH_MAX_SPLIT_SHARE", "0.01")),
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
         keys=env.get("HUB_KEYS") or None,
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",

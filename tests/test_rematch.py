@@ -185,7 +185,12 @@ async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, se
     lines = dry.stdout.strip().splitlines()
     assert len(lines) == 3 and json.loads(lines[-1])["applied"] is None
     assert json.loads(lines[-1])["plan"]["merges"] == 2 and "pass --apply" in dry.stderr
-    done = await hub_cli("rematch", "--apply")
+    # the plan splits a golden record of the few there are: far above HUB_REMATCH_MAX_SPLIT_SHARE (1%)
+    refused = await hub_cli("rematch", "--apply")
+    assert refused.exit_code != 0 and "--accept-splits" in refused.stderr and "splits 1" in refused.stderr
+    assert "merges 2" in refused.stderr          # the plan's summary came first
+    assert json.loads((await hub_cli("rematch")).stdout)["plan"]["merges"] == 2     # nothing written
+    done = await hub_cli("rematch", "--apply", "--accept-splits")
     assert json.loads(done.stdout.strip().splitlines()[-1])["applied"]["merged_away"] == 2
     again = await hub_cli("rematch")
     assert json.loads(again.stdout)["plan"]["merges"] == 0

@@ -4,15 +4,19 @@ from __future__ import annotations
 import asyncio
 import random
 
+import pytest
+
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from hub import cli
 from hub.config import get_settings
 from hub.ingest.matcher import load_scorer
+from hub.errors import BadInput, NotFound
 from hub.models import MatchModelVersion
 from hub.ingest.records import RecordInput, register_batch
 from hub.ingest.systems import register_system
+from hub.ops.models import evaluate, list_models, promote, rollback
 from hub.ops.training import complete, default_model_json, summary, train_model
 
 GIVEN = ["Anna", "Bernd", "Carla", "Dieter", "Emma", "Felix", "Greta", "Hans", "Ida", "Jonas", "Karin", "Lukas",
@@ -62,6 +66,9 @@ async def test_train_stores_a_version_that_the_hub_then_uses(db, settings):
     async with db.session() as session:
         assert await session.scalar(select(func.count()).select_from(MatchModelVersion)) == 0
     done = await train_model(db=db, seed=2, max_pairs_u=2e5, max_pairs_em=1e5, note="first", actor="tester")
+    # a trained model is a candidate: the hub keeps the shipped model until it is promoted
+    assert (await load_scorer(db, "latest")).version is None
+    await promote(db=db, model_id=done.model_id)
     scorer = await load_scorer(db, "latest")
     assert scorer.version == done.model_id
     async with db.session() as session:
@@ -131,3 +138,35 @@ def test_training_leaves_out_absent_attributes_and_reports_what_came_from_where(
     lines = report_lines(model)
     assert any(line.startswith("left out: email") for line in lines)
     assert "email" not in model["term_frequencies"] or not model["term_frequencies"].get("email")
+
+
+async def test_promote_retires_the_previous_model_and_rollback_brings_it_back(db, settings):
+    await _load(db, settings, 60)
+    first = await train_model(db=db, max_pairs_u=1e5, max_pairs_em=5e4)
+    second = await train_model(db=db, seed=2, max_pairs_u=1e5, max_pairs_em=5e4)
+    assert await promote(db=db, model_id=first.model_id) is None
+    assert await promote(db=db, model_id=second.model_id) == first.model_id
+    status = {m["id"]: m["status"] for m in await list_models(db=db)}
+    assert status == {first.model_id: "retired", second.model_id: "promoted"}
+    assert await rollback(db=db) == (second.model_id, first.model_id)
+    assert (await load_scorer(db, "latest")).version == first.model_id
+    assert await rollback(db=db) == (first.model_id, None)
+    assert (await load_scorer(db, "latest")).version is None          # the shipped model again
+    with pytest.raises(BadInput):
+        await rollback(db=db)
+    with pytest.raises(NotFound):
+        await promote(db=db, model_id=999_999)
+
+
+async def test_evaluation_of_a_candidate_says_what_a_rematch_would_change_and_is_stored(db, settings):
+    n = await _load(db, settings, 60)
+    done = await train_model(db=db, max_pairs_u=1e5, max_pairs_em=5e4)
+    ev = await evaluate(db=db, settings=settings, model_id=done.model_id, model_json=done.model)
+    assert ev["against"] == "default" and ev["rematch"]["records"] == n
+    assert sum(int(k) * v for k, v in ev["golden_sizes_now"].items() if k.isdigit()) <= n
+    assert 0.0 <= ev["split_share"] <= 1.0
+    rows = await list_models(db=db)
+    assert rows[0]["status"] == "candidate"
+    async with db.session() as session:
+        stored = await session.scalar(select(MatchModelVersion.evaluation))
+    assert stored["rematch"] == ev["rematch"]

@@ -74,7 +74,7 @@ from hub.models import (
     StewardRule,
     utcnow,
 )
-from hub.models.matching import MatchCandidate, MatchModelVersion
+from hub.models.matching import PROMOTED, MatchCandidate, MatchModelVersion
 from hub.ingest.records import merge_writes
 from hub.golden.stewardship_rules import carry_overrides
 from hub.golden.survivorship import STEWARD_OVERRIDE
@@ -138,6 +138,8 @@ class RematchPlan:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)   # seconds per stage: read, match, reconcile
     blocked: int = 0            # units kept apart from their proposed group by a steward rule
+    # golden records by size now, proposed clusters by size: {size: how many}
+    size_counts: tuple[dict[int, int], dict[int, int]] = field(default_factory=lambda: ({}, {}))
 
     @property
     def counts(self) -> dict[str, int]:
@@ -336,7 +338,9 @@ async def model_in_use(*, db: Database, choice: str) -> tuple[int | None, dict[s
         raise BadInput("HUB_MATCH_MODEL is off: a rematch needs a model (use --model latest, default or an id)")
     if choice != "default":
         stmt = select(MODEL.c.id, MODEL.c.model)
-        stmt = stmt.order_by(MODEL.c.id.desc()).limit(1) if choice == "latest" else stmt.where(MODEL.c.id == int(choice))
+        # "latest" is the promoted model (a trained candidate is not used until promoted)
+        stmt = stmt.where(MODEL.c.status == PROMOTED).order_by(MODEL.c.id.desc()).limit(1) if choice == "latest" \
+            else stmt.where(MODEL.c.id == _model_id(choice))
         async with db.session() as session:
             row = (await session.execute(stmt)).first()
         if row is not None:
@@ -344,6 +348,13 @@ async def model_in_use(*, db: Database, choice: str) -> tuple[int | None, dict[s
         if choice != "latest":
             raise NotFound(f"no stored match model {choice}")
     return None, default_model_json()
+
+
+def _model_id(choice: str) -> int:
+    try:
+        return int(choice)
+    except ValueError:
+        raise BadInput(f"model {choice!r}: give latest (the promoted one), default or a stored model id") from None
 
 
 async def read_rules(*, db: Database) -> tuple[list[Rule], dict[int, int], int]:
@@ -434,6 +445,17 @@ def _touched(ids: pa.Array, golden: pa.Array, clustered: pa.Table) -> tuple[dict
             dict(zip(rids, touched.column("cl").to_pylist(), strict=True)), counts)
 
 
+def _sizes(groups) -> dict[int, int]:
+    """{group size: how many groups} of an array of group ids."""
+    import pyarrow.compute as pc
+
+    if len(groups) == 0:
+        return {}
+    sizes = pc.value_counts(groups).field("counts")
+    counted = pc.value_counts(sizes)
+    return dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True))
+
+
 async def plan_rematch(*, db: Database, settings: Settings, model_json: dict[str, Any],
                        progress: Progress | None = None, model_version: int | None = None) -> RematchPlan:
     """Match every source record in batch and reconcile the clusters with the golden records."""
@@ -466,6 +488,7 @@ async def _plan(*, db: Database, settings: Settings, model_json: dict[str, Any],
     plan.records, plan.golden, plan.clusters = len(ids), counts["golden"], counts["clusters"]
     plan.unchanged += counts["golden"] - counts["touched_golden"]
     plan.model_version, plan.max_rule_id = model_version, max_rule_id
+    plan.size_counts = (_sizes(golden), _sizes(clustered.column("cluster_id")))
     done = time.perf_counter()
     plan.seconds = round(done - started, 3)
     plan.timings = {"read": round(read_at - started, 3), "match": round(matched_at - read_at, 3),
