@@ -170,3 +170,22 @@ async def test_evaluation_of_a_candidate_says_what_a_rematch_would_change_and_is
     async with db.session() as session:
         stored = await session.scalar(select(MatchModelVersion.evaluation))
     assert stored["rematch"] == ev["rematch"]
+
+
+async def test_cli_train_stores_a_candidate_that_model_promote_and_rollback_switch(db, settings, hub_cli):
+    await _load(db, settings, 60)
+    trained = await hub_cli("train", "--max-pairs-u", "1e5", "--max-pairs-em", "5e4")
+    assert trained.exit_code == 0, trained.output
+    model_id = int(trained.stdout.strip())
+    assert "(candidate)" in trained.stderr and "a rematch with it would" in trained.stderr
+    assert f"hub model promote {model_id}" in trained.stderr
+    listed = await hub_cli("model", "list")
+    assert listed.stdout.split("\t")[:2] == [str(model_id), "candidate"]
+    shown = await hub_cli("model", "show", str(model_id))
+    assert shown.exit_code == 0 and "left out" in shown.stdout          # the tiny generator has no national id
+    assert (await hub_cli("model", "promote", str(model_id))).exit_code == 0
+    assert (await load_scorer(db, "latest")).version == model_id
+    back = await hub_cli("model", "rollback")
+    assert back.exit_code == 0 and "shipped model" in back.stdout
+    missing = await hub_cli("model", "show", "999999")
+    assert missing.exit_code != 0 and "no stored match model" in missing.output
