@@ -385,7 +385,10 @@ def _evaluation_lines(evaluation: dict | None) -> list[str]:
             f"golden records into {r['merges']}, split {r['splits']} of {r['golden']} "
             f"({evaluation['split_share']:.2%}), move {r['records_moved']} records, create {r['new_golden']}",
             f"  golden record sizes now {evaluation['golden_sizes_now']}, after {evaluation['cluster_sizes']}",
-            *(f"  e.g. {line}" for line in evaluation["examples"][:5])]
+            *(f"  e.g. {line}" for line in evaluation["examples"][:5]),
+            *(f"  steward decisions ({lab['labels']}: {lab['positive']} merges, {lab['negative']} kept apart), "
+              f"{who}: agrees with {lab['agreement']:.1%}, precision {lab['precision']}, recall {lab['recall']}"
+              for who, lab in (evaluation.get("steward_labels") or {}).items() if lab.get("labels"))]
 
 
 @main.group()

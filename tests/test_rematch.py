@@ -174,6 +174,10 @@ async def test_rematch_respects_steward_splits_and_merges(admin, services, db, s
     await admin(MERGE, ids=[reg["O1"], zoe["sourceRecord"]["customer"]["id"]], note="same household account")
     plan = await _plan(db, settings)
     assert plan.changes == [] and plan.counts["blocked_by_steward"] == 1
+    # as labels, both decisions contradict the model: it clusters A2 with A1 again and Zoe apart from Olaf
+    labels = plan.labels
+    assert (labels["positive"], labels["negative"], labels["true_positive"], labels["false_positive"]) == (1, 1, 0, 1)
+    assert labels["agreement"] == 0.0
 
 
 async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, services, hub_cli, monkeypatch):
@@ -354,3 +358,24 @@ async def test_changes_the_hub_moved_on_from_are_skipped_as_stale(admin, service
     assert anna["id"] == reg["A1"]
     carl = await _golden(admin, reg["C2"])
     assert "REMATCH_MERGE" not in {e["kind"] for e in carl["history"]}
+
+
+def test_label_agreement_counts_steward_merges_kept_together_and_decisions_the_clusters_contradict():
+    import pyarrow as pa
+
+    from hub.ops.rematch import label_agreement
+
+    # golden 10: records 1, 2 (steward merged 11 into it); golden 20: 3; golden 30: 4; golden 40: 5 (split from 30)
+    ids = pa.array([1, 2, 3, 4, 5], pa.int64())
+    golden = pa.array([10, 10, 20, 30, 40], pa.int64())
+    rules = [Rule("MANUAL_MERGE", 10, 11), Rule("NOT_A_MATCH", 20, 10), Rule("SPLIT", 40, 30, 5)]
+    # the model keeps 1+2 together (right), joins 3 to them (wrong), keeps 5 apart from 4 (right)
+    clustered = pa.table({"id": ids, "cluster_id": pa.array([1, 1, 1, 4, 5], pa.int64())})
+    got = label_agreement(rules, {11: 10}, ids, golden, clustered)
+    assert (got["labels"], got["positive"], got["negative"], got["true_positive"], got["false_positive"]) == (3, 1, 2, 1, 1)
+    assert got["precision"] == 0.5 and got["recall"] == 1.0 and got["agreement"] == round(2 / 3, 4)
+    # splitting the merged golden record loses the positive
+    apart = pa.table({"id": ids, "cluster_id": pa.array([1, 2, 3, 4, 4], pa.int64())})
+    got = label_agreement(rules, {11: 10}, ids, golden, apart)
+    assert (got["true_positive"], got["false_positive"], got["recall"]) == (0, 1, 0.0)
+    assert label_agreement([], {}, ids, golden, clustered) == {"labels": 0}

@@ -95,15 +95,22 @@ async def evaluate(*, db: Database, settings: Settings, model_id: int, model_jso
                    progress=None) -> dict[str, Any]:
     """What a rematch with this model would change in the golden records (formed by the model in use), stored
     with the version: the plan's counts, the share of golden records it splits, golden record sizes now and
-    after."""
+    after; and, where stewards decided (MANUAL_MERGE, NOT_A_MATCH, SPLIT rules), how this model's clusters
+    and the model in use's agree with those decisions (`label_agreement`)."""
     from hub.ops.rematch import plan_rematch
+    from hub.ops.training import default_model_json
 
     plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=progress,
                               model_version=model_id)
     counts = plan.counts
     before, after = plan.size_counts
     in_use = await promoted(db=db)
-    evaluation = {"against": in_use[0] if in_use else "default", "rematch": counts,
+    labels = {"candidate": plan.labels}
+    if plan.labels.get("labels"):   # steward decisions: the model in use against the same labels
+        current = await plan_rematch(db=db, settings=settings, progress=progress,
+                                     model_json=in_use[1] if in_use else default_model_json())
+        labels["in_use"] = current.labels
+    evaluation = {"against": in_use[0] if in_use else "default", "rematch": counts, "steward_labels": labels,
                   "split_share": round(counts["splits"] / counts["golden"], 6) if counts["golden"] else 0.0,
                   "golden_sizes_now": size_distribution(before), "cluster_sizes": size_distribution(after),
                   "examples": plan_examples(plan)}

@@ -64,6 +64,7 @@ from hub.golden.values import (
 )
 from hub.models import (
     ACTIVE,
+    MANUAL_MERGE,
     MERGED,
     NOT_A_MATCH,
     SPLIT,
@@ -140,6 +141,8 @@ class RematchPlan:
     blocked: int = 0            # units kept apart from their proposed group by a steward rule
     # golden records by size now, proposed clusters by size: {size: how many}
     size_counts: tuple[dict[int, int], dict[int, int]] = field(default_factory=lambda: ({}, {}))
+    # the proposed clusters against steward decisions as labels (`label_agreement`)
+    labels: dict[str, Any] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -445,6 +448,50 @@ def _touched(ids: pa.Array, golden: pa.Array, clustered: pa.Table) -> tuple[dict
             dict(zip(rids, touched.column("cl").to_pylist(), strict=True)), counts)
 
 
+def label_agreement(rules: Sequence[Rule], forward: Mapping[int, int], ids: pa.Array, golden: pa.Array,
+                    clustered: pa.Table) -> dict[str, Any]:
+    """How the proposed clusters (before the steward rules are enforced) agree with steward decisions.
+
+    Labels: a golden record a steward merged (MANUAL_MERGE) is one customer (positive: the clusters keep
+    its records together); a NOT_A_MATCH pair is two customers, and a record a steward split out is not
+    the customer it left (negatives: no cluster joins them). Precision = kept-together positives / all
+    pairings the clusters make among the labels; recall = positives kept together / positives."""
+    import pyarrow.compute as pc
+
+    rules = follow(rules, forward)
+    if not rules:
+        return {"labels": 0}
+    gids = sorted({x for r in rules for x in (r.customer_id, r.other_customer_id)})
+    rids = sorted({r.source_record_id for r in rules if r.source_record_id is not None})
+    t = pa.table({"id": ids, "gid": golden})
+    t = t.filter(pc.or_(pc.is_in(t.column("gid"), value_set=pa.array(gids, pa.int64())),
+                        pc.is_in(t.column("id"), value_set=pa.array(rids, pa.int64()))))
+    t = t.join(clustered, "id", join_type="left outer")
+    members: dict[int, set[int]] = defaultdict(set)
+    cluster_of: dict[int, int] = {}
+    for rid, gid, cl in zip(t.column("id").to_pylist(), t.column("gid").to_pylist(),
+                            t.column("cluster_id").to_pylist(), strict=True):
+        cl = cl if cl is not None else -rid
+        members[gid].add(cl)
+        cluster_of[rid] = cl
+    positives = {r.customer_id for r in rules if r.kind == MANUAL_MERGE}
+    tp = sum(1 for g in positives if len(members.get(g, ())) <= 1)
+    negatives = fp = 0
+    for r in rules:
+        if r.kind == NOT_A_MATCH and r.customer_id != r.other_customer_id:
+            negatives += 1
+            fp += bool(members.get(r.customer_id, set()) & members.get(r.other_customer_id, set()))
+        elif r.kind == SPLIT and r.source_record_id is not None and r.source_record_id in cluster_of:
+            negatives += 1
+            fp += cluster_of[r.source_record_id] in members.get(r.other_customer_id, set())
+    n = len(positives) + negatives
+    return {"labels": n, "positive": len(positives), "negative": negatives, "true_positive": tp,
+            "false_positive": fp,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / len(positives), 4) if positives else None,
+            "agreement": round((tp + negatives - fp) / n, 4) if n else None}
+
+
 def _sizes(groups) -> dict[int, int]:
     """{group size: how many groups} of an array of group ids."""
     import pyarrow.compute as pc
@@ -489,6 +536,7 @@ async def _plan(*, db: Database, settings: Settings, model_json: dict[str, Any],
     plan.unchanged += counts["golden"] - counts["touched_golden"]
     plan.model_version, plan.max_rule_id = model_version, max_rule_id
     plan.size_counts = (_sizes(golden), _sizes(clustered.column("cluster_id")))
+    plan.labels = label_agreement(rules, forward, ids, golden, clustered)
     done = time.perf_counter()
     plan.seconds = round(done - started, 3)
     plan.timings = {"read": round(read_at - started, 3), "match": round(matched_at - read_at, 3),
