@@ -379,3 +379,25 @@ def test_label_agreement_counts_steward_merges_kept_together_and_decisions_the_c
     got = label_agreement(rules, {11: 10}, ids, golden, apart)
     assert (got["true_positive"], got["false_positive"], got["recall"]) == (0, 1, 0.0)
     assert label_agreement([], {}, ids, golden, clustered) == {"labels": 0}
+
+
+def test_exact_links_join_clusters_of_records_sharing_a_rule_value_as_registration_does():
+    import pyarrow as pa
+
+    from hub.ops.rematch import exact_links
+    from hub.ops.training import default_model_json
+
+    table = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()),
+                      "national_id": ["A1", "A1", None, ""], "email": ["x@y", None, "z@y", "z@y"],
+                      "date_of_birth": ["1980-01-01", None, "1990-01-01", "1990-01-01"]})
+    clustered = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "cluster_id": pa.array([1, 2, 3, 4], pa.int64())})
+    got = exact_links(table, clustered, (("national_id",), ("email", "date_of_birth")))
+    assert dict(zip(got.column("id").to_pylist(), got.column("cluster_id").to_pylist())) == {1: 1, 2: 1, 3: 3, 4: 3}
+    # an empty national id is no key; no rule, no change
+    assert exact_links(table, clustered, ()) is clustered
+    # with a model: a pair in a conflict level (another given name) is not joined by the rule
+    people = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "given_name": ["Zoe", "Olaf", "Olaf"],
+                       "family_name": ["Kim", "Nord", "Nord"], "national_id": ["N1", "N1", "N1"]})
+    three = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "cluster_id": pa.array([1, 2, 3], pa.int64())})
+    got = exact_links(people, three, (("national_id",),), default_model_json())
+    assert dict(zip(got.column("id").to_pylist(), got.column("cluster_id").to_pylist())) == {1: 1, 2: 2, 3: 2}

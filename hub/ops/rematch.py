@@ -79,6 +79,7 @@ from hub.models.matching import PROMOTED, MatchCandidate, MatchModelVersion
 from hub.ingest.records import merge_writes
 from hub.golden.stewardship_rules import carry_overrides
 from hub.golden.survivorship import STEWARD_OVERRIDE
+from matching import MatchModel
 from hub.ops.training import RECORD_SCHEMA, count_records, default_model_json, record_batches
 
 SR, CUSTOMER, RULE, MODEL, MC, LINEAGE, EVENT = (
@@ -448,6 +449,61 @@ def _touched(ids: pa.Array, golden: pa.Array, clustered: pa.Table) -> tuple[dict
             dict(zip(rids, touched.column("cl").to_pylist(), strict=True)), counts)
 
 
+def exact_links(table: pa.Table, clustered: pa.Table, rules: Sequence[Sequence[str]],
+                model_json: dict[str, Any] | None = None) -> pa.Table:
+    """Join the clusters of records that meet a deterministic rule (HUB_EXACT_RULES) on equal values, as
+    registration links them (`exact_keys`: every attribute of the rule present), unless the pair falls in
+    one of the model's conflict levels (then the model's "plainly another person" wins, as the batch
+    clustering decides). Without it a rematch splits what the real-time path linked by rule (FEBRL:
+    duplicates sharing a national id whose given name and birth date were replaced)."""
+    import pyarrow.compute as pc
+
+    if not rules or not table.num_rows:
+        return clustered
+    model = MatchModel.from_json(model_json) if model_json is not None else None
+    cl = pa.table({"id": table.column("id")}).join(clustered, "id", join_type="left outer")
+    ids = cl.column("id").combine_chunks()
+    cluster = pc.coalesce(cl.column("cluster_id"), pc.negate(cl.column("id")))
+    cluster_of = dict(zip(ids.to_pylist(), cluster.to_pylist(), strict=True))
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    joined = False
+    for rule in rules:
+        mask = None
+        for a in rule:
+            col = table.column(a)
+            ok = pc.and_(pc.is_valid(col), pc.not_equal(col, ""))
+            mask = ok if mask is None else pc.and_(mask, ok)
+        groups = table.filter(mask).group_by(list(rule)).aggregate([("id", "list")]).column("id_list").to_pylist()
+        groups = [g for g in groups if len({cluster_of[r] for r in g}) > 1]
+        if not groups:
+            continue
+        rows: dict[int, Any] = {}
+        if model is not None:
+            wanted = pa.array(sorted({r for g in groups for r in g}), pa.int64())
+            for rec in table.filter(pc.is_in(table.column("id"), value_set=wanted)).to_pylist():
+                rows[rec["id"]] = model.prepare(rec)
+        for g in groups:
+            for i, x in enumerate(g):
+                for y in g[i + 1:]:
+                    rx, ry = root(cluster_of[x]), root(cluster_of[y])
+                    if rx == ry:
+                        continue
+                    if model is not None and any((e.comparison, e.level) in model.conflict_levels
+                                                 for e in model.score(rows[x], rows[y]).explanation):
+                        continue
+                    parent[max(rx, ry)] = min(rx, ry)
+                    joined = True
+    if not joined:
+        return clustered
+    return pa.table({"id": ids, "cluster_id": pa.array([root(c) for c in cluster.to_pylist()], pa.int64())})
+
+
 def label_agreement(rules: Sequence[Rule], forward: Mapping[int, int], ids: pa.Array, golden: pa.Array,
                     clustered: pa.Table) -> dict[str, Any]:
     """How the proposed clusters (before the steward rules are enforced) agree with steward decisions.
@@ -527,6 +583,7 @@ async def _plan(*, db: Database, settings: Settings, model_json: dict[str, Any],
                                                link_threshold=settings.link_threshold, progress=say)
     else:
         clustered = pa.table({"id": pa.array([], pa.int64()), "cluster_id": pa.array([], pa.int64())})
+    clustered = exact_links(table, clustered, settings.exact_rules, model_json)
     del table
     matched_at = time.perf_counter()
     # only the records of golden records and clusters that disagree go through the reconciliation
