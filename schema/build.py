@@ -14,6 +14,7 @@ from hub.config import Settings, get_settings
 from schema.errors import HubMaskErrors
 from strawberry.tools import merge_types
 
+from schema.match_models import MatchModelQuery
 from schema.mutations import Mutation
 from schema.privacy import PrivacyMutation, PrivacyQuery
 from schema.queries import Query
@@ -44,7 +45,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return strawberry.Schema(
-        query=merge_types("Query", (Query, PrivacyQuery)),
+        query=merge_types("Query", (Query, PrivacyQuery, MatchModelQuery)),
         mutation=merge_types("Mutation", (Mutation, PrivacyMutation)),
         types=[Customer, SourceRecord],
         extensions=[

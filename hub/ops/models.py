@@ -20,7 +20,7 @@ from hub.models.matching import CANDIDATE, PROMOTED, RETIRED, MatchModelVersion
 
 MODEL = MatchModelVersion.__table__
 LISTED = (MODEL.c.id, MODEL.c.status, MODEL.c.created_at, MODEL.c.promoted_at, MODEL.c.actor, MODEL.c.records,
-          MODEL.c.seconds, MODEL.c.note)
+          MODEL.c.seconds, MODEL.c.note, MODEL.c.evaluation)
 
 
 async def promoted(*, db: Database) -> tuple[int, dict[str, Any]] | None:
