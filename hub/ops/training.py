@@ -1,8 +1,9 @@
-"""`hub train`: re-estimate the match model on the hub's own records and store it as a new version.
+"""`hub train`: re-estimate the match model on the hub's own records and store it as a candidate version.
 
-u comes from random sampling, m from EM (`matching.train`); the model JSON is stored in `match_model`
-with its training time, record count and parameters. `hub.ingest.matcher.load_scorer(db, "latest")` then
-matches with it (unless HUB_MATCH_MODEL names another version).
+`matching.train` fits the model to the data (absent attributes left out, EM rules from the attributes
+present, a report of what was estimated from what); the model JSON is stored in `match_model` with its
+training time, record count and parameters, status candidate. `hub.ops.models` evaluates and promotes it;
+`hub.ingest.matcher.load_scorer(db, "latest")` matches with the promoted one.
 """
 from __future__ import annotations
 
