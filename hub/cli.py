@@ -436,6 +436,34 @@ def model_show(model_id: int) -> None:
         click.echo(line)
 
 
+@model.command("report")
+@click.argument("model_id", type=int)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the HTML files.")
+@click.option("--waterfall-pairs", default=20, show_default=True, type=click.IntRange(1, 500))
+def model_report(model_id: int, out: str, waterfall_pairs: int) -> None:
+    """Splink's charts for a stored model on the hub's records, as offline HTML (some show record values)."""
+    import logging
+
+    from hub.errors import NotFound
+    from hub.ops.model_report import write_report
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    logging.getLogger("splink").setLevel(logging.WARNING)
+
+    async def go():
+        async with _database() as db:
+            return await write_report(db=db, settings=settings, model_id=model_id, out=out,
+                                      waterfall_pairs=waterfall_pairs)
+
+    try:
+        files = _run(go())
+    except NotFound as e:
+        raise click.ClickException(str(e)) from None
+    for path in files:
+        click.echo(path)
+
+
 @model.command("promote")
 @click.argument("model_id", type=int)
 def model_promote(model_id: int) -> None:

@@ -189,3 +189,20 @@ async def test_cli_train_stores_a_candidate_that_model_promote_and_rollback_swit
     assert back.exit_code == 0 and "shipped model" in back.stdout
     missing = await hub_cli("model", "show", "999999")
     assert missing.exit_code != 0 and "no stored match model" in missing.output
+
+
+async def test_model_report_writes_offline_splink_charts_of_a_stored_model(db, settings, hub_cli, tmp_path):
+    await _load(db, settings, 40)
+    done = await train_model(db=db, max_pairs_u=1e5, max_pairs_em=5e4)
+    out = tmp_path / "report"
+    result = await hub_cli("model", "report", str(done.model_id), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{c}.html" for c in ("match_weights", "m_u_parameters", "unlinkables", "waterfall",
+                                                  "comparison_viewer", "cluster_studio"))
+    for p in out.iterdir():
+        text = p.read_text(encoding="utf-8")
+        # self-contained: no script is loaded from elsewhere, vega is inlined
+        assert "<script src=" not in text and "vega" in text.lower(), p.name
+    missing = await hub_cli("model", "report", "999999", "--out", str(out))
+    assert missing.exit_code != 0 and "no stored match model" in missing.output
