@@ -379,8 +379,11 @@ class _Bars:
 @click.option("--note", default=None, help="Stored with the model version.")
 @click.option("--actor", default="cli:train", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Train and print the summary; store nothing.")
-def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, actor: str, dry_run: bool) -> None:
-    """Re-estimate the match model on the hub's records; print the new model id on stdout."""
+@click.option("--no-evaluate", is_flag=True, help="Store the candidate without planning a rematch with it.")
+def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, actor: str, dry_run: bool,
+          no_evaluate: bool) -> None:
+    """Re-estimate the match model on the hub's records; store it as a candidate (see `hub model promote`),
+    evaluated against the promoted one; print the new model id on stdout."""
     from hub.ops.training import summary, train_model
 
     settings = get_settings()
@@ -388,18 +391,29 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
 
     async def go():
         async with _database_with_progress() as (db, bars):
-            return await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
-                                     actor=actor, note=note, dry_run=dry_run, progress=bars)
+            result = await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
+                                       actor=actor, note=note, dry_run=dry_run, progress=bars)
+            evaluation = None
+            if not dry_run and not no_evaluate:
+                from hub.ops.models import evaluate
+
+                evaluation = await evaluate(db=db, settings=settings, model_id=result.model_id,
+                                            model_json=result.model, progress=bars)
+            bars.close()
+            return result, evaluation
 
     try:
-        result = _run(go())
+        result, evaluation = _run(go())
     except ValueError as e:
         raise click.ClickException(str(e)) from None
     click.echo(f"trained on {result.records} records in {result.seconds:.1f}s"
-               + (" (dry run: not stored)" if dry_run else f": match model {result.model_id}"), err=True)
-    for line in summary(result.model):
+               + (" (dry run: not stored)" if dry_run else f": match model {result.model_id} (candidate)"), err=True)
+    from matching.train import report_lines
+
+    for line in report_lines(result.model) + summary(result.model) + _evaluation_lines(evaluation):
         click.echo(line, err=True)
     if not dry_run:
+        click.echo(f"use it: hub model promote {result.model_id}", err=True)
         click.echo(result.model_id)
 
 
@@ -409,7 +423,9 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
 @click.option("--model", default=None, help="latest, default or a stored model id (default: HUB_MATCH_MODEL).")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1), help="Changes per transaction.")
 @click.option("--actor", default="rematch", show_default=True)
-def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) -> None:
+@click.option("--accept-splits", is_flag=True,
+              help="Apply even when the plan splits more than HUB_REMATCH_MAX_SPLIT_SHARE of golden records.")
+def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str, accept_splits: bool) -> None:
     """Batch-match every record and reconcile the clusters with the golden records (ids stay stable)."""
     import time
 
@@ -426,6 +442,14 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
             bars.close()
             applied = None
             if apply_ and plan.changes:
+                _plan_summary(plan)   # always before anything is written
+                counts = plan.counts
+                share = counts["splits"] / counts["golden"] if counts["golden"] else 0.0
+                if share > settings.rematch_max_split_share and not accept_splits:
+                    raise click.ClickException(
+                        f"the plan splits {counts['splits']} of {counts['golden']} golden records ({share:.2%}), "
+                        f"more than HUB_REMATCH_MAX_SPLIT_SHARE {settings.rematch_max_split_share:.2%}: nothing "
+                        f"written. Look at the changes (--show N), then pass --accept-splits to apply them")
                 started = time.perf_counter()
                 applied = await apply_rematch(db=db, plan=plan, actor=actor, size=batch, progress=bars)
                 applied["seconds"] = round(time.perf_counter() - started, 3)
@@ -433,9 +457,8 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
 
     plan, applied = _run(go())
     counts = plan.counts
-    click.echo(f"model {plan.model_version or 'default'}, planned in {plan.seconds:.1f}s "
-               f"({', '.join(f'{k} {v:.1f}s' for k, v in plan.timings.items())}): "
-               + ", ".join(f"{k} {v}" for k, v in counts.items()), err=True)
+    if applied is None:
+        _plan_summary(plan)
     for line in examples(plan, show):
         click.echo(line)
     if applied is not None:
@@ -443,6 +466,137 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
     elif plan.changes:
         click.echo("dry run: nothing written (pass --apply)", err=True)
     click.echo(json.dumps({"plan": counts, "applied": applied, "seconds": {**plan.timings, "plan": plan.seconds}}))
+
+
+def _plan_summary(plan) -> None:
+    click.echo(f"model {plan.model_version or 'default'}, planned in {plan.seconds:.1f}s "
+               f"({', '.join(f'{k} {v:.1f}s' for k, v in plan.timings.items())}): "
+               + ", ".join(f"{k} {v}" for k, v in plan.counts.items()), err=True)
+
+
+def _evaluation_lines(evaluation: dict | None) -> list[str]:
+    if not evaluation:
+        return []
+    r = evaluation["rematch"]
+    return [f"against the model in use ({evaluation['against']}), a rematch with it would: merge {r['merged_away']} "
+            f"golden records into {r['merges']}, split {r['splits']} of {r['golden']} "
+            f"({evaluation['split_share']:.2%}), move {r['records_moved']} records, create {r['new_golden']}",
+            f"  golden record sizes now {evaluation['golden_sizes_now']}, after {evaluation['cluster_sizes']}",
+            *(f"  e.g. {line}" for line in evaluation["examples"][:5]),
+            *(f"  steward decisions ({lab['labels']}: {lab['positive']} merges, {lab['negative']} kept apart), "
+              f"{who}: agrees with {lab['agreement']:.1%}, precision {lab['precision']}, recall {lab['recall']}"
+              for who, lab in (evaluation.get("steward_labels") or {}).items() if lab.get("labels"))]
+
+
+@main.group()
+def model() -> None:
+    """Match model versions: list, show, promote, rollback."""
+
+
+@model.command("list")
+def model_list() -> None:
+    """Every stored version, newest first (status: candidate, promoted, retired)."""
+    from hub.ops.models import list_models
+
+    async def go():
+        async with _database() as db:
+            return await list_models(db=db)
+
+    upgrade(get_settings().database_url)
+    for row in _run(go()):
+        click.echo(f"{row['id']}\t{row['status']}\t{row['created_at']:%Y-%m-%d %H:%M}\t{row['records']} records"
+                   f"\t{row['seconds']:.1f}s\t{row['actor']}" + (f"\t{row['note']}" if row["note"] else ""))
+
+
+@model.command("show")
+@click.argument("model_id", type=int)
+def model_show(model_id: int) -> None:
+    """A version's training report, parameters and evaluation."""
+    from hub.errors import NotFound
+    from hub.ops.models import get_model
+    from hub.ops.training import summary
+    from matching.train import report_lines
+
+    async def go():
+        async with _database() as db:
+            return await get_model(db=db, model_id=model_id)
+
+    upgrade(get_settings().database_url)
+    try:
+        row = _run(go())
+    except NotFound as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"match model {row['id']}: {row['status']}, trained {row['created_at']:%Y-%m-%d %H:%M} by {row['actor']} "
+               f"on {row['records']} records in {row['seconds']:.1f}s"
+               + (f", promoted {row['promoted_at']:%Y-%m-%d %H:%M}" if row["promoted_at"] else ""))
+    for line in report_lines(row["model"]) + summary(row["model"]) + _evaluation_lines(row["evaluation"]):
+        click.echo(line)
+
+
+@model.command("report")
+@click.argument("model_id", type=int)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for the HTML files.")
+@click.option("--waterfall-pairs", default=20, show_default=True, type=click.IntRange(1, 500))
+def model_report(model_id: int, out: str, waterfall_pairs: int) -> None:
+    """Splink's charts for a stored model on the hub's records, as offline HTML (some show record values)."""
+    import logging
+
+    from hub.errors import NotFound
+    from hub.ops.model_report import write_report
+
+    settings = get_settings()
+    upgrade(settings.database_url)
+    logging.getLogger("splink").setLevel(logging.WARNING)
+
+    async def go():
+        async with _database() as db:
+            return await write_report(db=db, settings=settings, model_id=model_id, out=out,
+                                      waterfall_pairs=waterfall_pairs)
+
+    try:
+        files = _run(go())
+    except NotFound as e:
+        raise click.ClickException(str(e)) from None
+    for path in files:
+        click.echo(path)
+
+
+@model.command("promote")
+@click.argument("model_id", type=int)
+def model_promote(model_id: int) -> None:
+    """Use this version for registration and `hub rematch` (HUB_MATCH_MODEL=latest); the current one is retired."""
+    from hub.errors import NotFound
+    from hub.ops.models import promote
+
+    async def go():
+        async with _database() as db:
+            return await promote(db=db, model_id=model_id)
+
+    upgrade(get_settings().database_url)
+    try:
+        before = _run(go())
+    except NotFound as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"match model {model_id} promoted (was: {before or 'the shipped model'}); running servers pick it "
+               f"up when restarted; `hub rematch` re-matches stored records with it")
+
+
+@model.command("rollback")
+def model_rollback() -> None:
+    """Retire the promoted version and promote the one promoted before it (none: the shipped model)."""
+    from hub.errors import BadInput
+    from hub.ops.models import rollback
+
+    async def go():
+        async with _database() as db:
+            return await rollback(db=db)
+
+    upgrade(get_settings().database_url)
+    try:
+        retired, now = _run(go())
+    except BadInput as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"match model {retired} retired; in use: {now or 'the shipped model'}")
 
 
 @main.command()

@@ -53,7 +53,9 @@ class Settings:
     max_batch: int = 5000
     # how far in the future a record's updatedAt may be (source clocks drift), in seconds; later is refused
     max_clock_skew: float = 300.0
-    # which match model real-time matching uses: latest (stored by `hub train`, else the shipped one),
+    # `hub rematch --apply` refuses a plan splitting more than this share of golden records (--accept-splits)
+    rematch_max_split_share: float = 0.01
+    # which match model real-time matching uses: latest (the promoted one, else the shipped one),
     # default (the shipped one), a stored model id, or off (deterministic rules only)
     match_model: str = "latest"
     max_query_depth: int = 10
@@ -113,6 +115,7 @@ def get_settings() -> Settings:
         retry_after=int(env.get("HUB_RETRY_AFTER", "5")),
         log_level=env.get("HUB_LOG_LEVEL", "INFO").upper(),
         log_format=env.get("HUB_LOG_FORMAT", "text").lower(),
+        rematch_max_split_share=float(env.get("HUB_REMATCH_MAX_SPLIT_SHARE", "0.01")),
         sql_echo=env.get("HUB_SQL_ECHO", "") == "1",
         keys=env.get("HUB_KEYS") or None,
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",

@@ -24,7 +24,7 @@ from .model import MatchModel
 from .table import FEATURE_SCHEMA, feature_batches
 
 # model JSON keys that are ours, not Splink's
-EXTRA_KEYS = ("term_frequencies", "matching_training")
+EXTRA_KEYS = ("term_frequencies", "matching_training", "matching_decision")
 # a blocking key shared by more records than this is a placeholder value ("none@none.com",
 # "+10000000000"), not evidence; the real-time lookup should apply the same cap
 MAX_KEY_GROUP = 300

@@ -21,6 +21,7 @@ from hub.logs import safe_traceback
 from schema.cost import QueryCostLimiter
 from schema.errors import HubMaskErrors, unexpected
 from schema.events import POSITION, EventsQuery, Position, Subscription
+from schema.match_models import MatchModelQuery
 from schema.mutations import Mutation
 from schema.erasure import PrivacyMutation, PrivacyQuery
 from schema.quality import QualityQuery
@@ -74,7 +75,7 @@ def build_schema(settings: Settings | None = None, extra_extensions: list | None
     rules = [*QueryDepthLimiter(max_depth=s.max_query_depth).validation_rules,
              *MaxAliasesLimiter(max_alias_count=s.max_aliases).validation_rules]
     return HubSchema(
-        query=merge_types("Query", (Query, PrivacyQuery, EventsQuery, QualityQuery)),
+        query=merge_types("Query", (Query, PrivacyQuery, EventsQuery, QualityQuery, MatchModelQuery)),
         mutation=merge_types("Mutation", (Mutation, PrivacyMutation)),
         subscription=Subscription,
         config=StrawberryConfig(scalar_map={Position: POSITION}),

@@ -175,6 +175,10 @@ async def test_rematch_respects_steward_splits_and_merges(admin, services, db, s
     await admin(MERGE, ids=[reg["O1"], zoe["sourceRecord"]["customer"]["id"]], note="same household account")
     plan = await _plan(db, settings)
     assert plan.changes == [] and plan.counts["blocked_by_steward"] == 1
+    # as labels, both decisions contradict the model: it clusters A2 with A1 again and Zoe apart from Olaf
+    labels = plan.labels
+    assert (labels["positive"], labels["negative"], labels["true_positive"], labels["false_positive"]) == (1, 1, 0, 1)
+    assert labels["agreement"] == 0.0
 
 
 async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, services, hub_cli, monkeypatch):
@@ -186,7 +190,12 @@ async def test_cli_rematch_prints_the_diff_and_applies_only_when_asked(admin, se
     lines = dry.stdout.strip().splitlines()
     assert len(lines) == 3 and json.loads(lines[-1])["applied"] is None
     assert json.loads(lines[-1])["plan"]["merges"] == 2 and "pass --apply" in dry.stderr
-    done = await hub_cli("rematch", "--apply")
+    # the plan splits a golden record of the few there are: far above HUB_REMATCH_MAX_SPLIT_SHARE (1%)
+    refused = await hub_cli("rematch", "--apply")
+    assert refused.exit_code != 0 and "--accept-splits" in refused.stderr and "splits 1" in refused.stderr
+    assert "merges 2" in refused.stderr          # the plan's summary came first
+    assert json.loads((await hub_cli("rematch")).stdout)["plan"]["merges"] == 2     # nothing written
+    done = await hub_cli("rematch", "--apply", "--accept-splits")
     assert json.loads(done.stdout.strip().splitlines()[-1])["applied"]["merged_away"] == 2
     again = await hub_cli("rematch")
     assert json.loads(again.stdout)["plan"]["merges"] == 0
@@ -357,3 +366,46 @@ async def test_changes_the_hub_moved_on_from_are_skipped_as_stale(admin, service
     assert anna["id"] == reg["A1"]
     carl = await _golden(admin, reg["C2"])
     assert "REMATCH_MERGE" not in {e["kind"] for e in carl["history"]}
+
+
+def test_label_agreement_counts_steward_merges_kept_together_and_decisions_the_clusters_contradict():
+    import pyarrow as pa
+
+    from hub.ops.rematch import label_agreement
+
+    # golden 10: records 1, 2 (steward merged 11 into it); golden 20: 3; golden 30: 4; golden 40: 5 (split from 30)
+    ids = pa.array([1, 2, 3, 4, 5], pa.int64())
+    golden = pa.array([10, 10, 20, 30, 40], pa.int64())
+    rules = [Rule("MANUAL_MERGE", 10, 11), Rule("NOT_A_MATCH", 20, 10), Rule("SPLIT", 40, 30, 5)]
+    # the model keeps 1+2 together (right), joins 3 to them (wrong), keeps 5 apart from 4 (right)
+    clustered = pa.table({"id": ids, "cluster_id": pa.array([1, 1, 1, 4, 5], pa.int64())})
+    got = label_agreement(rules, {11: 10}, ids, golden, clustered)
+    assert (got["labels"], got["positive"], got["negative"], got["true_positive"], got["false_positive"]) == (3, 1, 2, 1, 1)
+    assert got["precision"] == 0.5 and got["recall"] == 1.0 and got["agreement"] == round(2 / 3, 4)
+    # splitting the merged golden record loses the positive
+    apart = pa.table({"id": ids, "cluster_id": pa.array([1, 2, 3, 4, 4], pa.int64())})
+    got = label_agreement(rules, {11: 10}, ids, golden, apart)
+    assert (got["true_positive"], got["false_positive"], got["recall"]) == (0, 1, 0.0)
+    assert label_agreement([], {}, ids, golden, clustered) == {"labels": 0}
+
+
+def test_exact_links_join_clusters_of_records_sharing_a_rule_value_as_registration_does():
+    import pyarrow as pa
+
+    from hub.ops.rematch import exact_links
+    from hub.ops.training import default_model_json
+
+    table = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()),
+                      "national_id": ["A1", "A1", None, ""], "email": ["x@y", None, "z@y", "z@y"],
+                      "date_of_birth": ["1980-01-01", None, "1990-01-01", "1990-01-01"]})
+    clustered = pa.table({"id": pa.array([1, 2, 3, 4], pa.int64()), "cluster_id": pa.array([1, 2, 3, 4], pa.int64())})
+    got = exact_links(table, clustered, (("national_id",), ("email", "date_of_birth")))
+    assert dict(zip(got.column("id").to_pylist(), got.column("cluster_id").to_pylist())) == {1: 1, 2: 1, 3: 3, 4: 3}
+    # an empty national id is no key; no rule, no change
+    assert exact_links(table, clustered, ()) is clustered
+    # with a model: a pair in a conflict level (another given name) is not joined by the rule
+    people = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "given_name": ["Zoe", "Olaf", "Olaf"],
+                       "family_name": ["Kim", "Nord", "Nord"], "national_id": ["N1", "N1", "N1"]})
+    three = pa.table({"id": pa.array([1, 2, 3], pa.int64()), "cluster_id": pa.array([1, 2, 3], pa.int64())})
+    got = exact_links(people, three, (("national_id",),), default_model_json())
+    assert dict(zip(got.column("id").to_pylist(), got.column("cluster_id").to_pylist())) == {1: 1, 2: 2, 3: 2}

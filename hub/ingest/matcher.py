@@ -15,6 +15,7 @@ from matching.features import features
 
 from hub.db import Database
 from hub.models import MatchModelVersion
+from hub.models.matching import PROMOTED
 from hub.privacy.sealing import sealer
 
 log = logging.getLogger("hub")
@@ -58,12 +59,14 @@ def default_scorer() -> ModelScorer:
 
 
 async def load_scorer(db: Database, choice: str = "latest") -> ModelScorer | None:
-    """Load the model to match with: `latest` stored (else the shipped default), `default`, an id, or `off`."""
+    """Load the model to match with: `latest` = the promoted one (else the shipped default), `default`, an id,
+    or `off`. A trained model is a candidate, not used by `latest`, until `hub model promote`."""
     if choice == "off":
         return None
     if choice != "default":
         stmt = select(MatchModelVersion.id, MatchModelVersion.model)
-        stmt = stmt.order_by(MatchModelVersion.id.desc()).limit(1) if choice == "latest" else \
+        stmt = stmt.where(MatchModelVersion.status == PROMOTED).order_by(MatchModelVersion.id.desc()).limit(1) \
+            if choice == "latest" else \
             stmt.where(MatchModelVersion.id == int(choice))
         async with db.session() as session:
             row = (await session.execute(stmt)).first()

@@ -10,6 +10,9 @@ from sqlmodel import Field, SQLModel
 from hub.models.types import BigId, UTCDateTime, utcnow
 
 PENDING, ACCEPTED, REJECTED, SUPERSEDED = "PENDING", "ACCEPTED", "REJECTED", "SUPERSEDED"
+# a match model's life: stored as a candidate by `hub train`, promoted (at most one at a time: the one
+# the hub matches with), retired when another is promoted
+CANDIDATE, PROMOTED, RETIRED = "candidate", "promoted", "retired"
 
 
 class BlockingKey(SQLModel, table=True):
@@ -43,9 +46,10 @@ class MatchCandidate(SQLModel, table=True):
 
 
 class MatchModelVersion(SQLModel, table=True):
-    """A trained match model (Splink 5 JSON), versioned; the hub uses the newest unless told otherwise."""
+    """A trained match model (Splink 5 JSON), versioned; the hub uses the promoted one unless told otherwise."""
 
     __tablename__ = "match_model"
+    __table_args__ = (sa.Index("ix_match_model_status_id", "status", "id"),)
 
     id: int | None = Field(default=None, sa_type=BigId, primary_key=True)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
@@ -55,3 +59,6 @@ class MatchModelVersion(SQLModel, table=True):
     params: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)   # training parameters
     model: dict[str, Any] = Field(sa_type=sa.JSON)
     note: str | None = Field(default=None)
+    status: str = Field(default=CANDIDATE, max_length=12)
+    promoted_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)   # last promotion
+    evaluation: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)     # against the promoted one

@@ -64,6 +64,7 @@ from hub.golden.values import (
 )
 from hub.models import (
     ACTIVE,
+    MANUAL_MERGE,
     MERGED,
     NOT_A_MATCH,
     SPLIT,
@@ -74,13 +75,14 @@ from hub.models import (
     StewardRule,
     utcnow,
 )
-from hub.models.matching import MatchCandidate, MatchModelVersion
+from hub.models.matching import PROMOTED, MatchCandidate, MatchModelVersion
 from hub.ingest.records import merge_writes
 from hub.privacy.consent import follow as follow_consents
 from hub.golden.stewardship_rules import carry_overrides
 from hub.golden.survivorship import STEWARD_OVERRIDE
 from hub.privacy.keys import is_sealed
 from hub.privacy.sealing import SEALABLE, sealer
+from matching import MatchModel
 from hub.ops.training import RECORD_SCHEMA, count_records, default_model_json, record_batches
 
 SR, CUSTOMER, RULE, MODEL, MC, LINEAGE, EVENT = (
@@ -141,6 +143,10 @@ class RematchPlan:
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)   # seconds per stage: read, match, reconcile
     blocked: int = 0            # units kept apart from their proposed group by a steward rule
+    # golden records by size now, proposed clusters by size: {size: how many}
+    size_counts: tuple[dict[int, int], dict[int, int]] = field(default_factory=lambda: ({}, {}))
+    # the proposed clusters against steward decisions as labels (`label_agreement`)
+    labels: dict[str, Any] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -339,7 +345,9 @@ async def model_in_use(*, db: Database, choice: str) -> tuple[int | None, dict[s
         raise BadInput("HUB_MATCH_MODEL is off: a rematch needs a model (use --model latest, default or an id)")
     if choice != "default":
         stmt = select(MODEL.c.id, MODEL.c.model)
-        stmt = stmt.order_by(MODEL.c.id.desc()).limit(1) if choice == "latest" else stmt.where(MODEL.c.id == int(choice))
+        # "latest" is the promoted model (a trained candidate is not used until promoted)
+        stmt = stmt.where(MODEL.c.status == PROMOTED).order_by(MODEL.c.id.desc()).limit(1) if choice == "latest" \
+            else stmt.where(MODEL.c.id == _model_id(choice))
         async with db.session() as session:
             row = (await session.execute(stmt)).first()
         if row is not None:
@@ -347,6 +355,13 @@ async def model_in_use(*, db: Database, choice: str) -> tuple[int | None, dict[s
         if choice != "latest":
             raise NotFound(f"no stored match model {choice}")
     return None, default_model_json()
+
+
+def _model_id(choice: str) -> int:
+    try:
+        return int(choice)
+    except ValueError:
+        raise BadInput(f"model {choice!r}: give latest (the promoted one), default or a stored model id") from None
 
 
 async def read_rules(*, db: Database) -> tuple[list[Rule], dict[int, int], int]:
@@ -450,6 +465,116 @@ def _touched(ids: pa.Array, golden: pa.Array, clustered: pa.Table) -> tuple[dict
             dict(zip(rids, touched.column("cl").to_pylist(), strict=True)), counts)
 
 
+def exact_links(table: pa.Table, clustered: pa.Table, rules: Sequence[Sequence[str]],
+                model_json: dict[str, Any] | None = None) -> pa.Table:
+    """Join the clusters of records that meet a deterministic rule (HUB_EXACT_RULES) on equal values, as
+    registration links them (`exact_keys`: every attribute of the rule present), unless the pair falls in
+    one of the model's conflict levels (then the model's "plainly another person" wins, as the batch
+    clustering decides). Without it a rematch splits what the real-time path linked by rule (FEBRL:
+    duplicates sharing a national id whose given name and birth date were replaced)."""
+    import pyarrow.compute as pc
+
+    if not rules or not table.num_rows:
+        return clustered
+    model = MatchModel.from_json(model_json) if model_json is not None else None
+    cl = pa.table({"id": table.column("id")}).join(clustered, "id", join_type="left outer")
+    ids = cl.column("id").combine_chunks()
+    cluster = pc.coalesce(cl.column("cluster_id"), pc.negate(cl.column("id")))
+    cluster_of = dict(zip(ids.to_pylist(), cluster.to_pylist(), strict=True))
+    parent: dict[int, int] = {}
+
+    def root(x: int) -> int:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    joined = False
+    for rule in rules:
+        mask = None
+        for a in rule:
+            col = table.column(a)
+            ok = pc.and_(pc.is_valid(col), pc.not_equal(col, ""))
+            mask = ok if mask is None else pc.and_(mask, ok)
+        groups = table.filter(mask).group_by(list(rule)).aggregate([("id", "list")]).column("id_list").to_pylist()
+        groups = [g for g in groups if len({cluster_of[r] for r in g}) > 1]
+        if not groups:
+            continue
+        rows: dict[int, Any] = {}
+        if model is not None:
+            wanted = pa.array(sorted({r for g in groups for r in g}), pa.int64())
+            for rec in table.filter(pc.is_in(table.column("id"), value_set=wanted)).to_pylist():
+                rows[rec["id"]] = model.prepare(rec)
+        for g in groups:
+            for i, x in enumerate(g):
+                for y in g[i + 1:]:
+                    rx, ry = root(cluster_of[x]), root(cluster_of[y])
+                    if rx == ry:
+                        continue
+                    if model is not None and any((e.comparison, e.level) in model.conflict_levels
+                                                 for e in model.score(rows[x], rows[y]).explanation):
+                        continue
+                    parent[max(rx, ry)] = min(rx, ry)
+                    joined = True
+    if not joined:
+        return clustered
+    return pa.table({"id": ids, "cluster_id": pa.array([root(c) for c in cluster.to_pylist()], pa.int64())})
+
+
+def label_agreement(rules: Sequence[Rule], forward: Mapping[int, int], ids: pa.Array, golden: pa.Array,
+                    clustered: pa.Table) -> dict[str, Any]:
+    """How the proposed clusters (before the steward rules are enforced) agree with steward decisions.
+
+    Labels: a golden record a steward merged (MANUAL_MERGE) is one customer (positive: the clusters keep
+    its records together); a NOT_A_MATCH pair is two customers, and a record a steward split out is not
+    the customer it left (negatives: no cluster joins them). Precision = kept-together positives / all
+    pairings the clusters make among the labels; recall = positives kept together / positives."""
+    import pyarrow.compute as pc
+
+    rules = follow(rules, forward)
+    if not rules:
+        return {"labels": 0}
+    gids = sorted({x for r in rules for x in (r.customer_id, r.other_customer_id)})
+    rids = sorted({r.source_record_id for r in rules if r.source_record_id is not None})
+    t = pa.table({"id": ids, "gid": golden})
+    t = t.filter(pc.or_(pc.is_in(t.column("gid"), value_set=pa.array(gids, pa.int64())),
+                        pc.is_in(t.column("id"), value_set=pa.array(rids, pa.int64()))))
+    t = t.join(clustered, "id", join_type="left outer")
+    members: dict[int, set[int]] = defaultdict(set)
+    cluster_of: dict[int, int] = {}
+    for rid, gid, cl in zip(t.column("id").to_pylist(), t.column("gid").to_pylist(),
+                            t.column("cluster_id").to_pylist(), strict=True):
+        cl = cl if cl is not None else -rid
+        members[gid].add(cl)
+        cluster_of[rid] = cl
+    positives = {r.customer_id for r in rules if r.kind == MANUAL_MERGE}
+    tp = sum(1 for g in positives if len(members.get(g, ())) <= 1)
+    negatives = fp = 0
+    for r in rules:
+        if r.kind == NOT_A_MATCH and r.customer_id != r.other_customer_id:
+            negatives += 1
+            fp += bool(members.get(r.customer_id, set()) & members.get(r.other_customer_id, set()))
+        elif r.kind == SPLIT and r.source_record_id is not None and r.source_record_id in cluster_of:
+            negatives += 1
+            fp += cluster_of[r.source_record_id] in members.get(r.other_customer_id, set())
+    n = len(positives) + negatives
+    return {"labels": n, "positive": len(positives), "negative": negatives, "true_positive": tp,
+            "false_positive": fp,
+            "precision": round(tp / (tp + fp), 4) if tp + fp else None,
+            "recall": round(tp / len(positives), 4) if positives else None,
+            "agreement": round((tp + negatives - fp) / n, 4) if n else None}
+
+
+def _sizes(groups) -> dict[int, int]:
+    """{group size: how many groups} of an array of group ids."""
+    import pyarrow.compute as pc
+
+    if len(groups) == 0:
+        return {}
+    sizes = pc.value_counts(groups).field("counts")
+    counted = pc.value_counts(sizes)
+    return dict(zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True))
+
+
 async def plan_rematch(*, db: Database, settings: Settings, model_json: dict[str, Any],
                        progress: Progress | None = None, model_version: int | None = None) -> RematchPlan:
     """Match every source record in batch and reconcile the clusters with the golden records."""
@@ -474,6 +599,7 @@ async def _plan(*, db: Database, settings: Settings, model_json: dict[str, Any],
                                                link_threshold=settings.link_threshold, progress=say)
     else:
         clustered = pa.table({"id": pa.array([], pa.int64()), "cluster_id": pa.array([], pa.int64())})
+    clustered = exact_links(table, clustered, settings.exact_rules, model_json)
     del table
     matched_at = time.perf_counter()
     # only the records of golden records and clusters that disagree go through the reconciliation
@@ -482,6 +608,8 @@ async def _plan(*, db: Database, settings: Settings, model_json: dict[str, Any],
     plan.records, plan.golden, plan.clusters = len(ids), counts["golden"], counts["clusters"]
     plan.unchanged += counts["golden"] - counts["touched_golden"]
     plan.model_version, plan.max_rule_id = model_version, max_rule_id
+    plan.size_counts = (_sizes(golden), _sizes(clustered.column("cluster_id")))
+    plan.labels = label_agreement(rules, forward, ids, golden, clustered)
     done = time.perf_counter()
     plan.seconds = round(done - started, 3)
     plan.timings = {"read": round(read_at - started, 3), "match": round(matched_at - read_at, 3),

@@ -1,8 +1,9 @@
-"""`hub train`: re-estimate the match model on the hub's own records and store it as a new version.
+"""`hub train`: re-estimate the match model on the hub's own records and store it as a candidate version.
 
-u comes from random sampling, m from EM (`matching.train`); the model JSON is stored in `match_model`
-with its training time, record count and parameters. `hub.ingest.matcher.load_scorer(db, "latest")` then
-matches with it (unless HUB_MATCH_MODEL names another version).
+`matching.train` fits the model to the data (absent attributes left out, EM rules from the attributes
+present, a report of what was estimated from what); the model JSON is stored in `match_model` with its
+training time, record count and parameters, status candidate. `hub.ops.models` evaluates and promotes it;
+`hub.ingest.matcher.load_scorer(db, "latest")` matches with the promoted one.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from sqlalchemy import func, insert, select
 from hub.golden.attributes import ATTRIBUTES
 from hub.db import Database
 from hub.models import MatchModelVersion, SourceRecord
+from matching.train import complete
 
 SR = SourceRecord.__table__
 MODEL = MatchModelVersion.__table__
@@ -68,36 +70,38 @@ async def count_records(*, db: Database) -> int:
 
 
 async def records_table(*, db: Database, progress: Progress | None = None) -> pa.Table:
-    """Every source record as one arrow table (id + standardised attributes as text)."""
-    total = await count_records(db=db)
-    batches, done = [], 0
-    async for batch, _ in record_batches(db=db):
-        batches.append(batch)
-        done += batch.num_rows
-        if progress:
-            progress("reading records", done, total)
-    return pa.Table.from_batches(batches, schema=RECORD_SCHEMA)
+    """Every source record as one arrow table (id + standardised attributes as text), read as the rematch
+    reads them (PostgreSQL: one COPY parsed by arrow)."""
+    from hub.ops.rematch import read_records  # the rematch imports this module
+
+    table, _ = await read_records(db=db, progress=progress)
+    return table
 
 
 async def train_model(*, db: Database, seed: int = 1, max_pairs_u: float = 1e7, max_pairs_em: float = 2e6,
                       actor: str = "cli:train", note: str | None = None, dry_run: bool = False,
                       progress: Progress | None = None) -> TrainingResult:
-    """Train a model on every stored record and store it as the newest version (unless dry_run)."""
-    from matching import train
-    from matching.train import M_CAPS, apply_m_caps
+    """Train a model on every stored record and store it as the newest version (unless dry_run).
 
+    The model fits the data (`matching.train`): absent attributes' comparisons are left out, EM rules are
+    chosen from the attributes present, levels the data never showed keep the shipped model's values
+    (listed in model["matching_training"]["report"], which `hub train` prints)."""
+    from matching import train
+
+    started = time.perf_counter()
     table = await records_table(db=db, progress=progress)
     if table.num_rows < 2:
         raise ValueError(f"training needs records; the hub holds {table.num_rows}")
+    read_s = time.perf_counter() - started
     params = {"seed": seed, "max_pairs_u": max_pairs_u, "max_pairs_em": max_pairs_em}
-    started = time.perf_counter()
-    # Splink/DuckDB work is CPU-bound and blocking: keep it off the event loop. The m caps come after
-    # completing the levels the data did not train (apply_m_caps needs every m).
+    # Splink/DuckDB work is CPU-bound and blocking: keep it off the event loop
     model = await asyncio.to_thread(train, table, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
-                                    id_column="id", m_caps={})
-    params["from_default"] = complete(model, default_model_json())
-    apply_m_caps(model, M_CAPS)
-    model["matching_training"]["m_caps"] = [[c, lv, v] for (c, lv), v in M_CAPS.items()]
+                                    id_column="id", prior=default_model_json())
+    report = model["matching_training"]["report"]
+    params["from_default"] = [f"{c}/{lv}/{w}" for c, levels in report["levels"].items()
+                              for lv, src in levels.items() for w, v in src.items() if v == "prior"]
+    params["left_out"] = sorted(report["comparisons_left_out"])
+    params["read_seconds"] = round(read_s, 3)
     result = TrainingResult(model, table.num_rows, round(time.perf_counter() - started, 3), params)
     if not dry_run:
         result.model_id = await store_model(db=db, result=result, actor=actor, note=note)
@@ -107,33 +111,6 @@ async def train_model(*, db: Database, seed: int = 1, max_pairs_u: float = 1e7, 
 def default_model_json() -> dict[str, Any]:
     """The model shipped with `matching`."""
     return json.loads(resources.files("matching").joinpath("default_model.json").read_text(encoding="utf-8"))
-
-
-def complete(model: dict[str, Any], base: dict[str, Any]) -> list[str]:
-    """Give levels the data never showed (Splink leaves their m or u out) the base model's values.
-
-    A small hub rarely has a pair in every level (a swapped day and month, a national id); without
-    a value the model cannot be evaluated. The trained levels are rescaled so each comparison's m
-    (and u) still sum to 1. Returns "comparison/level/m|u" for every value taken from the base.
-    """
-    base_levels = {(c["output_column_name"], lv.get("label_for_charts")): lv
-                   for c in base["comparisons"] for lv in c["comparison_levels"]}
-    filled = []
-    for comp in model["comparisons"]:
-        levels = [lv for lv in comp["comparison_levels"] if not lv.get("is_null_level")]
-        for key in ("m_probability", "u_probability"):
-            missing = [lv for lv in levels if key not in lv]
-            if not missing:
-                continue
-            borrowed = [base_levels[(comp["output_column_name"], lv.get("label_for_charts"))][key] for lv in missing]
-            trained = [lv for lv in levels if key in lv]
-            scale = (1.0 - sum(borrowed)) / (sum(lv[key] for lv in trained) or 1.0)
-            for lv in trained:
-                lv[key] *= scale
-            for lv, value in zip(missing, borrowed, strict=True):
-                lv[key] = value
-                filled.append(f"{comp['output_column_name']}/{lv.get('label_for_charts')}/{key[0]}")
-    return filled
 
 
 async def store_model(*, db: Database, result: TrainingResult, actor: str, note: str | None) -> int:
