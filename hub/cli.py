@@ -66,8 +66,39 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers > 1 and is_sqlite(settings.database_url):
         raise click.ClickException("SQLite allows one writer: use --workers 1, or PostgreSQL for more workers")
     click.echo(f"hub: GraphQL on http://{host}:{port}/graphql (database {settings.database_url})", err=True)
-    uvicorn.run("schema.app:create_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False)
+    with _metrics_dir(workers):
+        uvicorn.run("schema.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False, timeout_graceful_shutdown=settings.shutdown_grace_s)
+
+
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Several workers share their metrics through files (prometheus-client's multiprocess mode).
+
+    A private folder, made empty for this run (metrics of an earlier run would add up), removed at exit;
+    an operator's own PROMETHEUS_MULTIPROC_DIR is emptied of metric files at start and kept.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers <= 1:
+        yield  # one process: its metrics live in memory
+        return
+    folder = tempfile.mkdtemp(prefix="hub-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # the spawned workers inherit it
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @main.command()

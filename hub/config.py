@@ -40,6 +40,15 @@ class Settings:
     key_file: str = "./hub.keys"
     # days a source system has to acknowledge an erasure task before it is listed as overdue
     erasure_task_days: int = 30
+    # operations (README "Operations"): connection pool per process, statement timeout of `hub serve`'s
+    # connections (PostgreSQL; 0 = none), SQLite's wait for its write lock, /metrics on or off, seconds
+    # a stopping server gives in-flight requests
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    statement_timeout_ms: int = 0
+    sqlite_busy_timeout_ms: int = 30000
+    metrics: bool = True
+    shutdown_grace_s: int = 30
 
 
 @lru_cache(maxsize=1)
@@ -58,4 +67,10 @@ def get_settings() -> Settings:
         keys=env.get("HUB_KEYS") or None,
         key_file=env.get("HUB_KEY_FILE") or "./hub.keys",
         erasure_task_days=int(env.get("HUB_ERASURE_TASK_DAYS", "30")),
+        db_pool_size=int(env.get("HUB_DB_POOL_SIZE", "10")),
+        db_max_overflow=int(env.get("HUB_DB_MAX_OVERFLOW", "20")),
+        statement_timeout_ms=int(env.get("HUB_STATEMENT_TIMEOUT_MS", "0")),
+        sqlite_busy_timeout_ms=int(env.get("HUB_SQLITE_BUSY_TIMEOUT_MS", "30000")),
+        metrics=env.get("HUB_METRICS", "on").strip().lower() not in ("off", "0", "false", "no"),
+        shutdown_grace_s=int(env.get("HUB_SHUTDOWN_GRACE_S", "30")),
     )

@@ -10,8 +10,10 @@ allows one writer at a time).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -27,6 +29,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.sql import FromClause
 
+from hub.metrics import LOCK_WAIT_SECONDS
+
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
 ANALYZE_MIN_ROWS = 5_000
 GROWING_TABLES = ("source_record", "blocking_key", "customer", "lineage", "event")
@@ -38,11 +42,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection, _record, busy_timeout_ms: int = 30000) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cur.execute("PRAGMA synchronous=NORMAL")
     # deleted content is overwritten with zeros, not left in free pages: an erased person's values do not
     # survive in the file (the write-ahead log holds them until the next checkpoint)
@@ -58,29 +62,40 @@ def _sqlite_begin(conn) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("hub_write") else "BEGIN")
 
 
-def _sqlite_connect(dbapi_connection, record) -> None:
+def _sqlite_connect(dbapi_connection, record, busy_timeout_ms: int = 30000) -> None:
     dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event, not the driver, open transactions
-    _sqlite_pragmas(dbapi_connection, record)
+    _sqlite_pragmas(dbapi_connection, record, busy_timeout_ms)
 
 
-def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine with settings fit for the dialect."""
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20,
+                statement_timeout_ms: int = 0, busy_timeout_ms: int = 30000) -> AsyncEngine:
+    """Create the async engine with settings fit for the dialect.
+
+    PostgreSQL: `pool_size` + `max_overflow` connections at most per process, and `statement_timeout`
+    set on each connection when it opens (0: none). SQLite: `busy_timeout`, how long a writer waits
+    for another's lock before it fails.
+    """
     if is_sqlite(url):
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": max(1, busy_timeout_ms / 1000)})
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_connect,
+                                                                      busy_timeout_ms=busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
+    connect_args = {}
+    if statement_timeout_ms > 0:
+        connect_args["server_settings"] = {"statement_timeout": str(int(statement_timeout_ms))}
     # no pre-ping: it costs a round trip per checkout; recycled connections and the readiness probe suffice
-    return create_async_engine(url, echo=echo, pool_size=10, max_overflow=20, pool_recycle=1800)
+    return create_async_engine(url, echo=echo, pool_size=pool_size, max_overflow=max_overflow, pool_recycle=1800,
+                               connect_args=connect_args)
 
 
 class Database:
     """The engine, a session factory and the write lock."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, **engine_options: int) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, **engine_options)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._local_lock = asyncio.Lock()
         self._grown, self._analysed_at, self._analysing = 0, 0, None
@@ -94,12 +109,21 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
         """Run one unit of work under the write lock; commit on success, roll back on any error."""
+        waiting = time.perf_counter()  # the lock wait: the process lock, BEGIN IMMEDIATE or the advisory lock
         async with self._local_lock if self.sqlite else _nullcontext(), self.sessions() as session:
             async with session.begin():
                 await session.connection(execution_options={"hub_write": True})
                 if not self.sqlite:
                     await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+                LOCK_WAIT_SECONDS.observe(time.perf_counter() - waiting)
                 yield session
+
+    @classmethod
+    def for_server(cls, settings) -> Database:
+        """The database of `hub serve`, with the settings' pool sizes and timeouts."""
+        return cls(settings.database_url, echo=settings.sql_echo, pool_size=settings.db_pool_size,
+                   max_overflow=settings.db_max_overflow, statement_timeout_ms=settings.statement_timeout_ms,
+                   busy_timeout_ms=settings.sqlite_busy_timeout_ms)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:

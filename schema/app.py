@@ -18,9 +18,11 @@ from hub.config import Settings, get_settings
 from hub.db import Database, Reads
 from hub.ingest.matcher import load_scorer
 from hub.access.tokens import Principal, authenticate
+from hub.metrics import worker_stopped
 from schema.build import build_schema
 from schema.context import Context, FieldForbidden, Services
 from schema.loaders import Loaders
+from schema.observe import Drain, QueueGauge, RequestMetrics, metrics_endpoint
 
 
 def _unauthenticated(message: str) -> Response:
@@ -111,18 +113,21 @@ def build_services(settings: Settings | None = None, *, db: Database | None = No
                    authorizer: Authorizer | None = None, scorer: Any = None) -> Services:
     """Wire the hub's long-lived parts from settings."""
     settings = settings or get_settings()
-    return Services(db=db or Database(settings.database_url, echo=settings.sql_echo), settings=settings,
+    return Services(db=db or Database.for_server(settings), settings=settings,
                     authorizer=authorizer or Authorizer(), scorer=scorer)
 
 
 def create_app(services: Services | None = None) -> Starlette:
     """Build the ASGI application."""
     services = services or build_services()
+    drain = Drain()
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
+        if drain.active:
+            return PlainTextResponse("draining: shutting down", status_code=503)
         if await services.db.ping():
             return PlainTextResponse("ready")
         return PlainTextResponse("database unavailable", status_code=503)
@@ -136,13 +141,18 @@ def create_app(services: Services | None = None) -> Starlette:
             await reads.close()
         if services.scorer is None:
             services.scorer = await load_scorer(services.db, services.settings.match_model)
+        drain.watch_signals()
         yield
         await services.db.dispose()
+        worker_stopped()
 
     graphql = HubGraphQL(services)
     # "/graphql/" too: clients that join a base URL and an empty path (httpx) add the slash
     app = Starlette(routes=[Route("/graphql", graphql, methods=["GET", "POST"]),
                             Route("/graphql/", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
                             Route("/readyz", readyz)], lifespan=lifespan)
-    app.state.services = services
+    if services.settings.metrics:
+        app.add_route("/metrics", metrics_endpoint(QueueGauge(services.db)), methods=["GET"])
+    app.add_middleware(RequestMetrics, drain=drain)
+    app.state.services, app.state.drain = services, drain
     return app

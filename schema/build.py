@@ -12,6 +12,7 @@ from strawberry.extensions import (
 
 from hub.config import Settings, get_settings
 from schema.errors import HubMaskErrors
+from schema.observe import OperationMetrics
 from strawberry.tools import merge_types
 
 from schema.mutations import Mutation
@@ -52,6 +53,7 @@ def build_schema(settings: Settings | None = None) -> strawberry.Schema:
             lambda: ValidationCache(maxsize=512),
             lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=s.max_query_tokens),
+            OperationMetrics,
             HubMaskErrors,
             ForbiddenFields,
         ],
