@@ -313,7 +313,10 @@ class _Bars:
 @click.option("--note", default=None, help="Stored with the model version.")
 @click.option("--actor", default="cli:train", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Train and print the summary; store nothing.")
-def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, actor: str, dry_run: bool) -> None:
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Splink backend: embedded DuckDB, or Spark on HUB_SPARK_MASTER (pip install -e '.[spark]').")
+def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, actor: str, dry_run: bool,
+          engine: str) -> None:
     """Re-estimate the match model on the hub's records; print the new model id on stdout."""
     from hub.ops.training import summary, train_model
 
@@ -323,7 +326,8 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
     async def go():
         async with _database_with_progress() as (db, bars):
             return await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
-                                     actor=actor, note=note, dry_run=dry_run, progress=bars)
+                                     actor=actor, note=note, dry_run=dry_run, progress=bars, engine=engine,
+                                     settings=settings)
 
     try:
         result = _run(go())
@@ -343,7 +347,9 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
 @click.option("--model", default=None, help="latest, default or a stored model id (default: HUB_MATCH_MODEL).")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1), help="Changes per transaction.")
 @click.option("--actor", default="rematch", show_default=True)
-def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) -> None:
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Splink backend: embedded DuckDB, or Spark on HUB_SPARK_MASTER (pip install -e '.[spark]').")
+def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str, engine: str) -> None:
     """Batch-match every record and reconcile the clusters with the golden records (ids stay stable)."""
     import time
 
@@ -356,7 +362,7 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str) 
         async with _database_with_progress() as (db, bars):
             version, model_json = await model_in_use(db=db, choice=model or settings.match_model)
             plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
-                                      model_version=version)
+                                      model_version=version, engine=engine)
             bars.close()
             applied = None
             if apply_ and plan.changes:

@@ -49,6 +49,9 @@ class Settings:
     sqlite_busy_timeout_ms: int = 30000
     metrics: bool = True
     shutdown_grace_s: int = 30
+    # Splink on Spark (`hub rematch|train --engine spark`): the master URL and extra Spark settings (JSON)
+    spark_master: str = "local[*]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
@@ -73,4 +76,6 @@ def get_settings() -> Settings:
         sqlite_busy_timeout_ms=int(env.get("HUB_SQLITE_BUSY_TIMEOUT_MS", "30000")),
         metrics=env.get("HUB_METRICS", "on").strip().lower() not in ("off", "0", "false", "no"),
         shutdown_grace_s=int(env.get("HUB_SHUTDOWN_GRACE_S", "30")),
+        spark_master=env.get("HUB_SPARK_MASTER") or "local[*]",
+        spark_conf={str(k): str(v) for k, v in json.loads(env.get("HUB_SPARK_CONF") or "{}").items()},
     )
