@@ -22,6 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -180,11 +181,11 @@ def duckdb_settings(settings: dict) -> dict:
     return _translate(settings, {v: k for k, v in _SPARK_FUNCTIONS.items()}, "duckdb")
 
 
-def _register_term_frequencies(linker, db_api, spark, model_json: dict) -> None:
+def _register_term_frequencies(linker, db_api, spark, model_json: dict, tag: str) -> None:
     for col, table in (model_json.get("term_frequencies") or {}).items():
         tf = pa.table({col: pa.array(list(table.keys()), pa.string()),
                        f"tf_{col}": pa.array(list(table.values()), pa.float64())})
-        sdf = db_api.register(_frame(spark, tf), dataset_display_name=f"__matching_tf_{col}")
+        sdf = db_api.register(_frame(spark, tf), dataset_display_name=f"__matching_tf_{col}_{tag}")
         linker.table_management.register_term_frequency_lookup(sdf, col)
 
 
@@ -205,6 +206,7 @@ def predict_clusters_spark(records, model_json: dict, *, link_threshold: float, 
 
     say = progress or (lambda msg: None)
     t0 = time.time()
+    tag = uuid.uuid4().hex[:8]  # names of this run's tables: a reused session keeps earlier runs' views
     feats, keys = [], []
     for fb, kb in feature_batches(records, id_column=id_column, with_keys=True):
         feats.append(fb)
@@ -216,12 +218,12 @@ def predict_clusters_spark(records, model_json: dict, *, link_threshold: float, 
     spark_feats = _frame(spark, features).cache()
     ids = features.column("unique_id")
     del feats, features
-    _frame(spark, bkeys).createOrReplaceTempView("matching_bkeys")
+    _frame(spark, bkeys).createOrReplaceTempView(f"matching_bkeys_{tag}")
     say(f"features: {spark_feats.count()} records ({time.time() - t0:.1f}s)")
     blocked = spark.sql(f"""
         WITH k AS (
-            SELECT key, unique_id FROM matching_bkeys
-            WHERE key IN (SELECT key FROM matching_bkeys GROUP BY key
+            SELECT key, unique_id FROM matching_bkeys_{tag}
+            WHERE key IN (SELECT key FROM matching_bkeys_{tag} GROUP BY key
                           HAVING count(*) BETWEEN 2 AND {int(max_key_group)})
         )
         SELECT DISTINCT 0 AS match_key, a.unique_id AS join_key_l, b.unique_id AS join_key_r
@@ -233,10 +235,10 @@ def predict_clusters_spark(records, model_json: dict, *, link_threshold: float, 
     settings = spark_settings(splink_settings(model_json))
     if conflict_rule:
         settings["retain_intermediate_calculation_columns"] = True
-    linker = Linker(db_api.register(spark_feats, dataset_display_name="matching_records"), settings)
-    _register_term_frequencies(linker, db_api, spark, model_json)
+    linker = Linker(db_api.register(spark_feats, dataset_display_name=f"matching_records_{tag}"), settings)
+    _register_term_frequencies(linker, db_api, spark, model_json, tag)
     linker.table_management.register_blocked_pairs_for_predict(
-        db_api.register(blocked, dataset_display_name="matching_blocked_pairs"))
+        db_api.register(blocked, dataset_display_name=f"matching_blocked_pairs_{tag}"))
     veto = _conflict_sql(model_json) if conflict_rule else ""
     constrained = bool(veto) and MatchModel.from_json(model_json).cluster_conflict
     threshold = float(link_threshold)
@@ -267,6 +269,7 @@ def predict_clusters_spark(records, model_json: dict, *, link_threshold: float, 
     pairs = links.filter(same)
     say(f"clusters: {clusters.num_rows} records ({time.time() - t0:.1f}s)")
     spark_feats.unpersist()
+    spark.catalog.dropTempView(f"matching_bkeys_{tag}")
     return pairs, clusters
 
 
@@ -289,7 +292,7 @@ def train_spark(records: Iterable[Mapping] | pa.Table, *, spark=None, master: st
     db_api = SparkAPI(spark_session=spark)
     frame = _frame(spark, features).cache()
     _register_similarities(spark)
-    linker = Linker(db_api.register(frame, dataset_display_name="records"),
+    linker = Linker(db_api.register(frame, dataset_display_name=f"records_{uuid.uuid4().hex[:8]}"),
                     spark_settings(settings_dict(PREDICT_BLOCKING_RULES)))
     linker.training.estimate_probability_two_random_records_match(DETERMINISTIC_RULES, recall=DETERMINISTIC_RECALL)
     linker.training.estimate_u_using_random_sampling(max_pairs=max_pairs_u, seed=seed)
