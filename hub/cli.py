@@ -84,8 +84,38 @@ def serve(host: str, port: int, workers: int) -> None:
     click.echo(f"hub: GraphQL on http://{host}:{port}/graphql "
                f"(database {mask_url(settings.database_url)})", err=True)
     # log_config=None: uvicorn's own loggers go through the hub's handler (schema.app.serve_app)
-    uvicorn.run("schema.app:serve_app", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", access_log=False, log_config=None)
+    with _metrics_dir(workers):
+        uvicorn.run("schema.app:serve_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="warning", access_log=False, log_config=None,
+                    timeout_graceful_shutdown=settings.shutdown_grace_s)
+@contextlib.contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """Several workers share their metrics through files (prometheus-client's multiprocess mode).
+
+    A private folder, made empty for this run (metrics of an earlier run would add up), removed at exit;
+    an operator's own PROMETHEUS_MULTIPROC_DIR is emptied of metric files at start and kept.
+    """
+    import os
+    import shutil
+    import tempfile
+
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    if workers <= 1:
+        yield  # one process: its metrics live in memory
+        return
+    folder = tempfile.mkdtemp(prefix="hub-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder  # the spawned workers inherit it
+    try:
+        yield
+    finally:
+        os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @main.command()
@@ -380,8 +410,10 @@ class _Bars:
 @click.option("--actor", default="cli:train", show_default=True)
 @click.option("--dry-run", is_flag=True, help="Train and print the summary; store nothing.")
 @click.option("--no-evaluate", is_flag=True, help="Store the candidate without planning a rematch with it.")
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Splink backend: embedded DuckDB, or Spark on HUB_SPARK_MASTER (pip install -e '.[spark]').")
 def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, actor: str, dry_run: bool,
-          no_evaluate: bool) -> None:
+          no_evaluate: bool, engine: str) -> None:
     """Re-estimate the match model on the hub's records; store it as a candidate (see `hub model promote`),
     evaluated against the promoted one; print the new model id on stdout."""
     from hub.ops.training import summary, train_model
@@ -392,7 +424,8 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
     async def go():
         async with _database_with_progress() as (db, bars):
             result = await train_model(db=db, seed=seed, max_pairs_u=max_pairs_u, max_pairs_em=max_pairs_em,
-                                       actor=actor, note=note, dry_run=dry_run, progress=bars)
+                                       actor=actor, note=note, dry_run=dry_run, progress=bars, engine=engine,
+                                       settings=settings)
             evaluation = None
             if not dry_run and not no_evaluate:
                 from hub.ops.models import evaluate
@@ -425,7 +458,10 @@ def train(seed: int, max_pairs_u: float, max_pairs_em: float, note: str | None, 
 @click.option("--actor", default="rematch", show_default=True)
 @click.option("--accept-splits", is_flag=True,
               help="Apply even when the plan splits more than HUB_REMATCH_MAX_SPLIT_SHARE of golden records.")
-def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str, accept_splits: bool) -> None:
+@click.option("--engine", type=click.Choice(["duckdb", "spark"]), default="duckdb", show_default=True,
+              help="Splink backend: embedded DuckDB, or Spark on HUB_SPARK_MASTER (pip install -e '.[spark]').")
+def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str, accept_splits: bool,
+            engine: str) -> None:
     """Batch-match every record and reconcile the clusters with the golden records (ids stay stable)."""
     import time
 
@@ -438,7 +474,7 @@ def rematch(apply_: bool, show: int, model: str | None, batch: int, actor: str, 
         async with _database_with_progress() as (db, bars):
             version, model_json = await model_in_use(db=db, choice=model or settings.match_model)
             plan = await plan_rematch(db=db, settings=settings, model_json=model_json, progress=bars,
-                                      model_version=version)
+                                      model_version=version, engine=engine)
             bars.close()
             applied = None
             if apply_ and plan.changes:
@@ -951,3 +987,42 @@ def events_prune(forget: tuple[str, ...]) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def backup(file: Path) -> None:
+    """Write a consistent snapshot of the whole database to a new archive FILE (mode 0600: personal data)."""
+    import time
+
+    from hub.ops.backup import backup as run_backup
+
+    async def go():
+        async with _database() as db:
+            return await run_backup(db, file)
+
+    started = time.perf_counter()
+    manifest = _run(go())
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    click.echo(f"backed up {rows} rows of {len(manifest['tables'])} tables (revision {manifest['revision']}) to "
+               f"{file} in {time.perf_counter() - started:.1f}s", err=True)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def restore(file: Path) -> None:
+    """Load archive FILE into the configured database, which must be empty and migrated to the archive's revision."""
+    import time
+
+    from hub.ops.backup import restore as run_restore
+
+    async def go():
+        async with _database() as db:
+            return await run_restore(db, file)
+
+    started = time.perf_counter()
+    manifest = _run(go())
+    rows = sum(t["rows"] for t in manifest["tables"].values())
+    click.echo(f"restored {rows} rows of {len(manifest['tables'])} tables (revision {manifest['revision']}, "
+               f"backed up from {manifest['dialect']} at {manifest['created_at']}) in "
+               f"{time.perf_counter() - started:.1f}s", err=True)

@@ -95,6 +95,18 @@ class Settings:
     nats_subject: str = "hub.customer"
     # seconds the data-quality report (Query.dataQuality) is served from memory before it is computed again
     quality_cache_seconds: int = 60
+    # operations (README "Operations"): connection pool per process, statement timeout of `hub serve`'s
+    # connections (PostgreSQL; 0 = none), SQLite's wait for its write lock, /metrics on or off, seconds
+    # a stopping server gives in-flight requests
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    statement_timeout_ms: int = 0
+    sqlite_busy_timeout_ms: int = 30000
+    metrics: bool = True
+    shutdown_grace_s: int = 30
+    # Splink on Spark (`hub rematch|train --engine spark`): the master URL and extra Spark settings (JSON)
+    spark_master: str = "local[*]"
+    spark_conf: dict[str, str] = field(default_factory=dict)
 
 
 @lru_cache(maxsize=1)
@@ -134,4 +146,12 @@ def get_settings() -> Settings:
         nats_stream=env.get("HUB_NATS_STREAM", "HUB_CUSTOMER"),
         nats_subject=env.get("HUB_NATS_SUBJECT", "hub.customer"),
         quality_cache_seconds=int(env.get("HUB_QUALITY_CACHE_SECONDS", "60")),
+        db_pool_size=int(env.get("HUB_DB_POOL_SIZE", "10")),
+        db_max_overflow=int(env.get("HUB_DB_MAX_OVERFLOW", "20")),
+        statement_timeout_ms=int(env.get("HUB_STATEMENT_TIMEOUT_MS", "0")),
+        sqlite_busy_timeout_ms=int(env.get("HUB_SQLITE_BUSY_TIMEOUT_MS", "30000")),
+        metrics=env.get("HUB_METRICS", "on").strip().lower() not in ("off", "0", "false", "no"),
+        shutdown_grace_s=int(env.get("HUB_SHUTDOWN_GRACE_S", "30")),
+        spark_master=env.get("HUB_SPARK_MASTER") or "local[*]",
+        spark_conf={str(k): str(v) for k, v in json.loads(env.get("HUB_SPARK_CONF") or "{}").items()},
     )

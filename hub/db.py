@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import errno
+import functools
 import json
 import logging
 import os
@@ -42,6 +43,8 @@ from sqlalchemy.types import TypeDecorator
 
 from hub.models.types import UTCDateTime, utcnow
 
+from hub.metrics import LOCK_WAIT_SECONDS
+
 T = TypeVar("T")
 WRITE_LOCK_KEY = 0x4855_4221  # "HUB!": the advisory lock every writing transaction takes
 ANALYZE_MIN_ROWS = 5_000
@@ -54,11 +57,11 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
+def _sqlite_pragmas(dbapi_connection, _record, busy_timeout_ms: int = 30000) -> None:
     cur = dbapi_connection.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     cur.execute("PRAGMA synchronous=NORMAL")
     # deleted content is overwritten with zeros, not left in free pages: an erased person's values do not
     # survive in the file (the write-ahead log holds them until the next checkpoint)
@@ -74,9 +77,9 @@ def _sqlite_begin(conn) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if options.get("hub_write") else "BEGIN")
 
 
-def _sqlite_connect(dbapi_connection, record) -> None:
+def _sqlite_connect(dbapi_connection, record, busy_timeout_ms: int = 30000) -> None:
     dbapi_connection.isolation_level = None  # let SQLAlchemy's begin event, not the driver, open transactions
-    _sqlite_pragmas(dbapi_connection, record)
+    _sqlite_pragmas(dbapi_connection, record, busy_timeout_ms)
 
 
 SQLITE_SIDE_FILES = ("", "-wal", "-shm", "-journal")
@@ -117,22 +120,30 @@ def secure_sqlite_file(url: str) -> None:
             continue
 
 
-def make_engine(url: str, *, echo: bool = False) -> AsyncEngine:
+def make_engine(url: str, *, echo: bool = False, pool_size: int = 10, max_overflow: int = 20,
+                statement_timeout_ms: int = 0, busy_timeout_ms: int = 30000) -> AsyncEngine:
     """Create the async engine with settings fit for the dialect.
 
     `hide_parameters`: SQL parameters (personal values) never appear in logs or exception messages.
+    PostgreSQL: `pool_size` + `max_overflow` connections at most per process, and `statement_timeout`
+    set on each connection when it opens (0: none). SQLite: `busy_timeout`, how long a writer waits
+    for another's lock before it fails.
     """
     if is_sqlite(url):
         secure_sqlite_file(url)
-        engine = create_async_engine(url, echo=echo, hide_parameters=True, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        engine = create_async_engine(url, echo=echo, hide_parameters=True,
+                                     connect_args={"timeout": max(1, busy_timeout_ms / 1000)})
+        event.listen(engine.sync_engine, "connect", functools.partial(_sqlite_connect,
+                                                                      busy_timeout_ms=busy_timeout_ms))
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
         return engine
     # no pre-ping: it costs a round trip per checkout; recycled connections and the readiness probe suffice
     # (a connection that died with the database is invalidated by the failing statement, see unavailable())
-    return create_async_engine(url, echo=echo, hide_parameters=True, pool_size=10, max_overflow=20,
-                               pool_recycle=1800, pool_timeout=CONNECT_TIMEOUT,
-                               connect_args={"timeout": CONNECT_TIMEOUT})
+    connect_args: dict[str, Any] = {"timeout": CONNECT_TIMEOUT}
+    if statement_timeout_ms > 0:
+        connect_args["server_settings"] = {"statement_timeout": str(int(statement_timeout_ms))}
+    return create_async_engine(url, echo=echo, hide_parameters=True, pool_size=pool_size, max_overflow=max_overflow,
+                               pool_recycle=1800, pool_timeout=CONNECT_TIMEOUT, connect_args=connect_args)
 
 
 _NETWORK_ERRNOS = {errno.ECONNREFUSED, errno.ECONNRESET, errno.ECONNABORTED, errno.ETIMEDOUT, errno.EHOSTUNREACH,
@@ -177,10 +188,10 @@ def unavailable(error: BaseException | None) -> bool:
 class Database:
     """The engine, a session factory and the write lock."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, **engine_options: int) -> None:
         self.url = url
         self.sqlite = is_sqlite(url)
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, **engine_options)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._local_lock = asyncio.Lock()
         self._grown, self._analysed_at, self._analysing = 0, 0, None
@@ -198,6 +209,7 @@ class Database:
         lock=False (PostgreSQL): no advisory lock, for appends to tables no unit of work reads (the read
         audit), which must not queue behind registrations. SQLite has one writer whatever is asked.
         """
+        waiting = time.perf_counter()  # the lock wait: the process lock, BEGIN IMMEDIATE or the advisory lock
         async with self._local_lock if self.sqlite else _nullcontext(), self.sessions() as session:
             async with session.begin():
                 await session.connection(execution_options={"hub_write": True})
@@ -207,9 +219,17 @@ class Database:
                     mark = (await session.execute(_EVENT_MARK)).scalar_one()
                 else:
                     mark = (await session.execute(_LOCK_AND_MARK, {"k": WRITE_LOCK_KEY})).one()[1]
+                LOCK_WAIT_SECONDS.observe(time.perf_counter() - waiting)
                 yield session
                 if mark is not None:
                     await seal_outbox(session, mark)
+
+    @classmethod
+    def for_server(cls, settings) -> Database:
+        """The database of `hub serve`, with the settings' pool sizes and timeouts."""
+        return cls(settings.database_url, echo=settings.sql_echo, pool_size=settings.db_pool_size,
+                   max_overflow=settings.db_max_overflow, statement_timeout_ms=settings.statement_timeout_ms,
+                   busy_timeout_ms=settings.sqlite_busy_timeout_ms)
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:

@@ -174,8 +174,11 @@ def constrained_clusters(ids: pa.Array | pa.ChunkedArray, links: pa.Table, confl
             parent[i], i = root, parent[i]
         return root
 
-    order = pc.sort_indices(links, sort_keys=[("match_weight", "descending"), ("id_l", "ascending"),
-                                              ("id_r", "ascending")])
+    # strongest first, weights compared to 1e-9: engines sum a pair's weights in different orders (DuckDB,
+    # Spark), which moves the last bits; rounded, equal weights tie and fall back to the ids on every engine
+    ranked = pa.table({"w": pc.round(links.column("match_weight"), 9), "id_l": links.column("id_l"),
+                       "id_r": links.column("id_r")})
+    order = pc.sort_indices(ranked, sort_keys=[("w", "descending"), ("id_l", "ascending"), ("id_r", "ascending")])
     ls = pc.take(links.column("id_l"), order).to_pylist()
     rs = pc.take(links.column("id_r"), order).to_pylist()
     for a, b in zip(ls, rs):

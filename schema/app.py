@@ -38,10 +38,12 @@ from hub.events import publisher_from, relay, retention
 from hub.events.payload import View
 from hub.privacy.sealing import configure as configure_sealing, verify_keys
 from hub.privacy.audit import ReadAuditLog
+from hub.metrics import worker_stopped
 from schema.build import build_schema
 from schema.context import Context, FieldForbidden, Services
 from schema.errors import UNAVAILABLE_MESSAGE
 from schema.loaders import Loaders
+from schema.observe import Drain, QueueGauge, RequestMetrics, metrics_endpoint
 
 
 log = logging.getLogger("hub")
@@ -340,7 +342,7 @@ def build_services(settings: Settings | None = None, *, db: Database | None = No
     """Wire the hub's long-lived parts from settings."""
     settings = settings or get_settings()
     configure_sealing(settings)  # encryption at rest: the process's keys, before any read or write
-    db = db or Database(settings.database_url, echo=settings.sql_echo)
+    db = db or Database.for_server(settings)
     audit = ReadAuditLog(db, flush_ms=settings.audit_flush_ms, batch=settings.audit_batch,
                          enabled=settings.read_audit)
     return Services(db=db, settings=settings, authorizer=authorizer or Authorizer(), scorer=scorer, audit=audit)
@@ -349,11 +351,14 @@ def build_services(settings: Settings | None = None, *, db: Database | None = No
 def create_app(services: Services | None = None) -> Starlette:
     """Build the ASGI application."""
     services = services or build_services()
+    drain = Drain()
 
     async def healthz(_: Request) -> Response:
         return PlainTextResponse("ok")
 
     async def readyz(_: Request) -> Response:
+        if drain.active:
+            return PlainTextResponse("draining: shutting down", status_code=503)
         if await services.db.ping():
             return PlainTextResponse("ready")
         return PlainTextResponse("database unavailable", status_code=503,
@@ -369,6 +374,7 @@ def create_app(services: Services | None = None) -> Starlette:
             await reads.close()
         if services.scorer is None:
             services.scorer = await load_scorer(services.db, services.settings.match_model)
+        drain.watch_signals()
         stop, publishing = asyncio.Event(), None
         if services.settings.publish:
             publishing = asyncio.create_task(run_publisher(services, stop))
@@ -379,6 +385,7 @@ def create_app(services: Services | None = None) -> Starlette:
         if services.audit is not None:
             await services.audit.close()  # what is still queued is written before the pool closes
         await services.db.dispose()
+        worker_stopped()
 
     graphql = HubGraphQL(services)
     # "/graphql/" too: clients that join a base URL and an empty path (httpx) add the slash
@@ -386,6 +393,10 @@ def create_app(services: Services | None = None) -> Starlette:
                             Route("/graphql/", graphql, methods=["GET", "POST"]), Route("/healthz", healthz),
                             Route("/readyz", readyz), *console_routes("/console")], lifespan=lifespan)
     app.state.services = services
+    if services.settings.metrics:
+        app.add_route("/metrics", metrics_endpoint(QueueGauge(services.db)), methods=["GET"])
+    app.add_middleware(RequestMetrics, drain=drain)
+    app.state.drain = drain
     return app
 
 

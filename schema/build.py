@@ -14,6 +14,7 @@ from strawberry.extensions import (
 )
 
 from hub.config import Settings, get_settings
+from schema.observe import OperationMetrics
 from strawberry.tools import merge_types
 
 from hub.db import unavailable
@@ -86,6 +87,7 @@ def build_schema(settings: Settings | None = None, extra_extensions: list | None
             lambda: AddValidationRules(rules),
             lambda: MaxTokensLimiter(max_token_count=s.max_query_tokens),
             lambda: QueryCostLimiter(max_cost=s.max_query_cost),
+            OperationMetrics,
             HubMaskErrors,
             ForbiddenFields,
             *(extra_extensions or []),

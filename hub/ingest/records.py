@@ -21,6 +21,7 @@ from hub.golden.candidates import queue_candidates
 from hub.config import Settings
 from hub.db import Database, any_of, bulk_insert, value_rows
 from hub.errors import BadInput, NotFound
+from hub.metrics import MATCH_SECONDS, count_registrations, timed
 from hub.golden.values import binds, recompute, write_fresh
 from hub.ingest.linking import CREATED, LINKED, QUEUED, UPDATED, Planner
 from hub.models import ACTIVE, MERGED, Customer, Event, SourceRecord, SourceSystem, utcnow
@@ -236,11 +237,13 @@ async def _apply(session: AsyncSession, src: SourceSystem, work: list[_Item], ac
     blocking: set[str] = set()
     for it in work:
         blocking |= it.profile.blocking
-    await _load_candidates(session, planner, work, settings, blocking)
-    for it in work:
-        old = it.existing
-        it.placement = planner.place(it.profile, record_id=old.id if old is not None else None,
-                                     current=old.customer_id if old is not None else None)
+    with timed(MATCH_SECONDS, phase="candidates"):
+        await _load_candidates(session, planner, work, settings, blocking)
+    with timed(MATCH_SECONDS, phase="place"):
+        for it in work:
+            old = it.existing
+            it.placement = planner.place(it.profile, record_id=old.id if old is not None else None,
+                                         current=old.customer_id if old is not None else None)
 
     # golden records the batch creates hold only this batch's records: their values are computed here and
     # inserted whole, with no read-back; batch positions stand in for record ids until those exist
@@ -417,4 +420,5 @@ async def register_batch(*, db: Database, system: str, records: Sequence[RecordI
         out = await register_records(session=session, system=system, items=items, results=results, actor=actor,
                                      settings=settings, planner=planner, now=now)
     db.grew(sum(1 for r in out if r.action in (CREATED, LINKED, QUEUED)))
+    count_registrations(r.action for r in out)
     return out

@@ -576,16 +576,39 @@ def _sizes(groups) -> dict[int, int]:
 
 
 async def plan_rematch(*, db: Database, settings: Settings, model_json: dict[str, Any],
-                       progress: Progress | None = None, model_version: int | None = None) -> RematchPlan:
-    """Match every source record in batch and reconcile the clusters with the golden records."""
+                       progress: Progress | None = None, model_version: int | None = None,
+                       engine: str = "duckdb") -> RematchPlan:
+    """Match every source record in batch and reconcile the clusters with the golden records.
+
+    engine: `duckdb` (embedded) or `spark` (Splink's SparkAPI on HUB_SPARK_MASTER; same clusters).
+    """
     with gc_paused():
         return await _plan(db=db, settings=settings, model_json=model_json, progress=progress,
-                           model_version=model_version)
+                           model_version=model_version, engine=engine)
+
+
+def batch_matcher(engine: str, settings: Settings) -> Callable[..., tuple[pa.Table, pa.Table]]:
+    """The batch predict + cluster function of an engine (`duckdb` or `spark`), with the engine's settings."""
+    if engine == "duckdb":
+        from matching import predict_clusters
+        return predict_clusters
+    if engine == "spark":
+        from matching import spark
+
+        why = spark.available()
+        if why:
+            raise BadInput(f"--engine spark: {why}")
+
+        def on_spark(*args, **kwargs):
+            with spark.spark_session(settings.spark_master, conf=settings.spark_conf) as session:
+                return spark.predict_clusters_spark(*args, spark=session, **kwargs)
+        return on_spark
+    raise BadInput(f"unknown matching engine {engine!r}: duckdb or spark")
 
 
 async def _plan(*, db: Database, settings: Settings, model_json: dict[str, Any], progress: Progress | None,
-                model_version: int | None) -> RematchPlan:
-    from matching import predict_clusters
+                model_version: int | None, engine: str = "duckdb") -> RematchPlan:
+    predict_clusters = batch_matcher(engine, settings)
 
     started = time.perf_counter()
     rules, forward, max_rule_id = await read_rules(db=db)

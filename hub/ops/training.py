@@ -20,6 +20,7 @@ import pyarrow as pa
 from sqlalchemy import func, insert, select
 
 from hub.golden.attributes import ATTRIBUTES
+from hub.config import Settings, get_settings
 from hub.db import Database
 from hub.models import MatchModelVersion, SourceRecord
 from matching.train import complete
@@ -80,13 +81,30 @@ async def records_table(*, db: Database, progress: Progress | None = None) -> pa
 
 async def train_model(*, db: Database, seed: int = 1, max_pairs_u: float = 1e7, max_pairs_em: float = 2e6,
                       actor: str = "cli:train", note: str | None = None, dry_run: bool = False,
-                      progress: Progress | None = None) -> TrainingResult:
+                      progress: Progress | None = None, engine: str = "duckdb",
+                      settings: Settings | None = None) -> TrainingResult:
     """Train a model on every stored record and store it as the newest version (unless dry_run).
 
     The model fits the data (`matching.train`): absent attributes' comparisons are left out, EM rules are
     chosen from the attributes present, levels the data never showed keep the shipped model's values
-    (listed in model["matching_training"]["report"], which `hub train` prints)."""
+    (listed in model["matching_training"]["report"], which `hub train` prints).
+    engine: `duckdb` (embedded) or `spark` (Splink's SparkAPI on the settings' HUB_SPARK_MASTER).
+    """
     from matching import train
+
+    if engine == "spark":
+        from matching import spark
+
+        why = spark.available()
+        if why:
+            raise ValueError(f"--engine spark: {why}")
+        s = settings or get_settings()
+
+        def train(*args, **kwargs):  # noqa: F811 - the same trainer on Spark
+            with spark.spark_session(s.spark_master, conf=s.spark_conf) as session:
+                return spark.train_spark(*args, spark=session, **kwargs)
+    elif engine != "duckdb":
+        raise ValueError(f"unknown matching engine {engine!r}: duckdb or spark")
 
     started = time.perf_counter()
     table = await records_table(db=db, progress=progress)
