@@ -208,3 +208,10 @@ async def test_model_report_writes_offline_splink_charts_of_a_stored_model(db, s
         assert "<script src=" not in text and "vega" in text.lower(), p.name
     missing = await hub_cli("model", "report", "999999", "--out", str(out))
     assert missing.exit_code != 0 and "no stored match model" in missing.output
+
+
+async def test_train_on_spark_is_refused_plainly_until_it_fits_the_data(db):
+    from hub.ops.training import train_model
+
+    with pytest.raises(ValueError, match="DuckDB only"):
+        await train_model(db=db, engine="spark", dry_run=True)

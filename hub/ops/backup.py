@@ -38,7 +38,7 @@ FORMAT = "hub-backup/1"
 BATCH = 10_000
 # tables the migrations seed (the policy, its revision counter, the policy-change event): a restore
 # replaces their rows with the archive's; a database holding only these is empty
-SEEDED = ("authz_rule", "authz_revision")
+SEEDED = ("authz_rule", "authz_revision", "outbox_head")  # rows migrations write: replaced by the archive's
 MIGRATION_ACTOR = "migration:%"
 
 Progress = Callable[[str, int], Awaitable[None] | None]
