@@ -79,32 +79,26 @@ class _Pass:
         self.seal, self.fix, self.report = seal, fix, report
         self.active = seal.ring.active_id
 
-    def column(self, attribute: str, stored: str | None) -> str | None:
-        """The new stored text of a column value, or None when it stays as it is."""
+    def _due(self, stored: str | None, sealable: bool) -> bool:
+        """Count a stored value by its key (or as clear); tell whether it must be rewritten under the active key."""
         if stored is None:
-            return None
+            return False
         if is_sealed(stored):
             kid = key_id_of(stored)
             self.report.by_key[kid] += 1
-            if kid == self.active:
-                return None
-        elif attribute in self.seal.attributes:
+            return kid != self.active
+        if sealable:
             self.report.clear += 1
-        else:
+        return sealable
+
+    def column(self, attribute: str, stored: str | None) -> str | None:
+        """The new stored text of a column value, or None when it stays as it is."""
+        if not self._due(stored, attribute in self.seal.attributes):
             return None
         return self.seal.stored(attribute, self.seal.value(attribute, stored))
 
     def lineage(self, fld: str, stored: str | None) -> str | None:
-        if stored is None:
-            return None
-        if is_sealed(stored):
-            kid = key_id_of(stored)
-            self.report.by_key[kid] += 1
-            if kid == self.active:
-                return None
-        elif fld in self.seal.api:
-            self.report.clear += 1
-        else:
+        if not self._due(stored, fld in self.seal.api):
             return None
         return self.seal.seal_lineage(fld, self.seal.open_lineage(fld, stored))
 
