@@ -32,3 +32,18 @@ def rec(key, updatedAt=None, **attributes):
     if updatedAt:
         out["updatedAt"] = updatedAt
     return out
+
+
+async def dump_tables(db) -> dict[str, str]:
+    """Every table the database holds (its own catalogue, so tables added later count), rows as stored, as text."""
+    import json
+
+    import sqlalchemy as sa
+
+    out = {}
+    async with db.reader() as conn:
+        names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
+        for name in sorted(names):
+            rows = (await conn.execute(sa.text(f'SELECT * FROM "{name}"'))).all()
+            out[name] = "\n".join(json.dumps([str(v) for v in row], ensure_ascii=False) for row in rows)
+    return out

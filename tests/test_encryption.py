@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
-import sqlalchemy as sa
 
 from hub.config import Settings, get_settings
 from hub.db import Database
@@ -21,7 +20,7 @@ from hub.privacy.keys import KeyMaterialError, key_id_of, new_keyring, parse_key
 from hub.privacy.rotation import walk
 from hub.privacy.sealing import configure, sealer, verify_keys
 from tests.conftest import PG_SERVER, TEST_KEYS, _admin
-from tests.helpers import CUSTOMER, add_system, rec, register
+from tests.helpers import CUSTOMER, add_system, dump_tables, rec, register
 from tests.test_stewardship import AS_OF, MERGE, OVERRIDE
 
 NID, NID_SPACED = "QQ123456C", "qq 12 34 56 c"
@@ -31,14 +30,8 @@ CLEAR = (NID, "QQ 12 34 56 C", OTHER_NID, DOB, DOB_DMY, "19840702", OTHER_DOB, O
 
 
 async def dump(db: Database) -> str:
-    """Every row of every table the database holds (its own catalogue), as stored, as one text."""
-    out = []
-    async with db.reader() as conn:
-        names = await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names())
-        for name in sorted(names):
-            rows = (await conn.execute(text(f'SELECT * FROM "{name}"'))).all()
-            out += [f"{name}: {json.dumps([str(v) for v in row])}" for row in rows]
-    return "\n".join(out)
+    """Every row of every table the database holds, as stored, as one text."""
+    return "\n".join(f"{name}: {rows}" for name, rows in (await dump_tables(db)).items())
 
 
 def clear_values_in(stored: str) -> list[str]:

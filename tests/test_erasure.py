@@ -12,7 +12,7 @@ from hub.config import Settings
 from hub.models import MatchModelVersion
 from hub.privacy.sealing import configure as configure_sealing
 from tests.conftest import TEST_KEYS, Gql, mint
-from tests.helpers import CUSTOMER, add_system, rec, register
+from tests.helpers import CUSTOMER, add_system, dump_tables, rec, register
 
 # the person to erase: values that appear nowhere else in the test
 ZEB = dict(givenName="ZEBEDEE", familyName="quillfeather", dateOfBirth="1971-03-14", email=" Zeb.Quill@Example.org",
@@ -86,21 +86,7 @@ async def _zebedee(admin) -> dict:
     return {"zeb": zeb, "shop": z3["customer"]["id"], "split": split_off, "anna": anna["customer"]["id"]}
 
 
-async def _dump(db) -> dict[str, str]:
-    """Every table of the database as text, found by the database's own catalogue (new tables included)."""
-    async with db.engine.connect() as conn:
-        if db.sqlite:
-            names = [r[0] for r in await conn.execute(text(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"))]
-        else:
-            names = [r[0] for r in await conn.execute(text(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() "
-                "AND table_type = 'BASE TABLE'"))]
-        out = {}
-        for name in names:
-            rows = (await conn.execute(text(f'SELECT * FROM "{name}"'))).all()
-            out[name] = "\n".join(json.dumps([str(v) for v in row], ensure_ascii=False) for row in rows)
-    return out
+_dump = dump_tables  # every table, found by the database's own catalogue
 
 
 def _found(haystack: str) -> list[str]:
